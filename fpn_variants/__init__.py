@@ -1,0 +1,9 @@
+"""fpn_variants: feature-pyramid necks (FPN, PANet, BiFPN, NAS-FPN) for Detectron2."""
+
+from . import backbone as _backbone  # noqa: F401  registers the build_*_backbone builders
+from .config import add_fpn_variants_config
+from .necks import FPN, PyramidNeck
+
+__version__ = "0.1.0"
+
+__all__ = ["FPN", "PyramidNeck", "add_fpn_variants_config", "__version__"]

@@ -1,0 +1,141 @@
+"""Resampling of a feature map from one pyramid level to another.
+
+Every edge of a neck's node graph is a :class:`Resample`: an optional convolution (a 1x1
+projection when channels differ, or a learned stride-2 3x3 conv) and an optional spatial op
+(upsampling or TF-"SAME" max-pooling). The spatial op always returns the exact size of the target
+level, so necks work for inputs whose size is not a multiple of the largest stride.
+"""
+
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from fvcore.nn import weight_init
+from torch import nn
+
+__all__ = ["UPSAMPLE_MODES", "FitSize", "MaxPoolSame", "Resample", "Upsample", "fit_to_size"]
+
+UPSAMPLE_MODES = ("nearest", "bilinear", "deconv")
+
+
+def fit_to_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
+    """Crop (N, C, H, W) to ``size`` when it is at least as large; otherwise resize (nearest).
+
+    Cropping is the geometrically right fix after a k-times nearest upsampling of a map whose
+    size was rounded up by a stride-k downsampling (the usual ceil convention).
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    if h == size[0] and w == size[1]:
+        return x
+    if h >= size[0] and w >= size[1]:
+        return x[:, :, : size[0], : size[1]]
+    return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+
+
+class FitSize(nn.Module):
+    """Spatial op of an edge whose conv already resamples (a strided conv): only fits the size."""
+
+    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+        return fit_to_size(x, size)
+
+
+class Upsample(nn.Module):
+    """Upsampling by ``factor`` to the target size: nearest, bilinear or a learned deconv.
+
+    Shapes: (N, C, h, w) -> (N, C, H, W) with (H, W) = ``size``, about ``factor`` times (h, w).
+    """
+
+    mode: torch.jit.Final[str]
+    factor: torch.jit.Final[int]
+
+    def __init__(self, factor: int, mode: str = "nearest", channels: int = 0):
+        """
+        Args:
+            factor (int): 2**(level difference).
+            mode (str): one of :data:`UPSAMPLE_MODES`; "deconv" needs ``channels``.
+        """
+        super().__init__()
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample={mode!r} is not one of {list(UPSAMPLE_MODES)}")
+        self.mode = mode
+        self.factor = factor
+        if mode == "deconv":
+            self.deconv = nn.ConvTranspose2d(channels, channels, factor, stride=factor)
+            weight_init.c2_xavier_fill(self.deconv)
+        else:
+            self.deconv = nn.Identity()
+
+    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+        if self.mode == "bilinear":
+            return F.interpolate(x, size=(size[0], size[1]), mode="bilinear", align_corners=False)
+        if self.mode == "nearest":
+            x = F.interpolate(x, scale_factor=float(self.factor), mode="nearest")
+        else:
+            x = self.deconv(x)
+        return fit_to_size(x, size)
+
+
+class MaxPoolSame(nn.Module):
+    """Max-pooling with TensorFlow "SAME" padding: output size ceil(H / stride).
+
+    Padding is split as TF does (the extra pixel after), and padded positions never win the max.
+    Shapes: (N, C, H, W) -> (N, C, ceil(H / s), ceil(W / s)), then fitted to the target size.
+    """
+
+    kernel_size: torch.jit.Final[int]
+    stride: torch.jit.Final[int]
+
+    def __init__(self, kernel_size: int, stride: int):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def _pad_before(self, length: int) -> int:
+        out = (length + self.stride - 1) // self.stride
+        return max((out - 1) * self.stride + self.kernel_size - length, 0) // 2
+
+    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+        padding = (self._pad_before(x.shape[-2]), self._pad_before(x.shape[-1]))
+        # ceil_mode keeps the trailing partial window, which is TF's extra padding "after".
+        x = F.max_pool2d(x, self.kernel_size, self.stride, padding, ceil_mode=True)
+        return fit_to_size(x, size)
+
+
+class Resample(nn.Module):
+    """One edge of a node graph: optional conv, then optional spatial op (or the reverse).
+
+    Shapes: (N, C_in, h, w) -> (N, C_out, H, W), with (H, W) the target level's ``size``.
+    """
+
+    conv_first: torch.jit.Final[bool]
+
+    def __init__(
+        self,
+        conv: Optional[nn.Module] = None,
+        spatial: Optional[nn.Module] = None,
+        conv_first: bool = True,
+    ):
+        """
+        Args:
+            conv (nn.Module or None): a projection or a strided conv; None keeps the channels.
+            spatial (nn.Module or None): an :class:`Upsample` or :class:`MaxPoolSame`; None keeps
+                the resolution.
+            conv_first (bool): apply ``conv`` before ``spatial`` (as the references do when
+                downsampling: TF ``conv_after_downsample=False``).
+        """
+        super().__init__()
+        self.conv = conv if conv is not None else nn.Identity()
+        self.spatial = spatial if spatial is not None else _KeepSize()
+        self.conv_first = conv_first
+
+    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+        if self.conv_first:
+            return self.spatial(self.conv(x), size)
+        return self.conv(self.spatial(x, size))
+
+
+class _KeepSize(nn.Module):
+    """Spatial no-op with the ``(x, size)`` signature of the other spatial ops."""
+
+    def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
+        return x

@@ -1,0 +1,162 @@
+"""Node tables of the four necks, as data (see :class:`fpn_variants.layers.graph.NodeSpec`).
+
+Feature ids: the graph inputs come first (ids 0..n-1, lowest level first), then one id per node
+in table order. Every function here returns plain :class:`NodeSpec` lists; the necks decide how an
+edge, a fusion and a post block become modules.
+"""
+
+from dataclasses import replace
+from typing import Dict, List, Sequence, Tuple
+
+from ..layers.graph import NodeSpec
+
+__all__ = [
+    "NASFPN_CELL",
+    "bifpn_nodes",
+    "fpn_nodes",
+    "nasfpn_nodes",
+    "panet_nodes",
+    "top_block_nodes",
+]
+
+# The NAS-FPN cell found by the architecture search (Ghiasi et al. 2019, figure 7f), as published
+# in TF Model Garden `official/vision/modeling/decoders/nasfpn.py` (NASFPN_BLOCK_SPECS):
+# (level, fusion, (input a, input b), is_output). Ids 0..4 are P3..P7, new blocks get ids 5..11.
+NASFPN_CELL: Tuple[Tuple[int, str, Tuple[int, int], bool], ...] = (
+    (4, "global_attention", (1, 3), False),
+    (4, "sum", (1, 5), False),
+    (3, "sum", (0, 6), True),
+    (4, "sum", (6, 7), True),
+    (5, "global_attention", (7, 8), True),
+    (7, "global_attention", (6, 9), True),
+    (6, "global_attention", (9, 10), True),
+)
+
+
+def fpn_nodes(num_inputs: int, min_level: int, fusion: str = "sum") -> List[NodeSpec]:
+    """FPN (Lin et al. 2017, section 3): top-down path with laterals, then one output per level.
+
+    Layout for ``n`` inputs C_min..C_max: node 0 is the lateral of C_max; nodes 1..n-1 merge the
+    lateral of C_l with the upsampled merge of level l+1 (l = max-1..min); nodes n..2n-1 are the
+    3x3 output convs P_min..P_max.
+    """
+    max_level = min_level + num_inputs - 1
+    nodes = [NodeSpec(level=max_level, inputs=(num_inputs - 1,), post=False)]
+    merged: Dict[int, int] = {max_level: num_inputs}
+    for level in range(max_level - 1, min_level - 1, -1):
+        source = level - min_level
+        nodes.append(
+            NodeSpec(level=level, inputs=(source, merged[level + 1]), fusion=fusion, post=False)
+        )
+        merged[level] = num_inputs + len(nodes) - 1
+    for level in range(min_level, max_level + 1):
+        nodes.append(NodeSpec(level=level, inputs=(merged[level],), is_output=True))
+    return nodes
+
+
+def panet_nodes(
+    num_inputs: int, min_level: int, fusion: str = "sum", ordering: str = "official"
+) -> List[NodeSpec]:
+    """PANet (Liu et al. 2018, section 3.1): FPN, then bottom-up path augmentation.
+
+    ``ordering="official"`` follows the paper and ShuLiu1993/PANet ``lib/modeling/FPN.py``:
+    N_min = P_min and N_{l+1} = conv3x3(down(N_l) + P_{l+1}), each N_l finished before it is
+    downsampled. ``ordering="mmdet"`` follows mmdetection's PAFPN: the running sum
+    M_{l+1} = down(M_l) + P_{l+1} is downsampled before its 3x3 conv, N_l = conv3x3(M_l).
+    """
+    if ordering not in ("official", "mmdet"):
+        raise ValueError(f"ordering={ordering!r} is not one of ['official', 'mmdet']")
+    nodes = fpn_nodes(num_inputs, min_level, fusion)
+    max_level = min_level + num_inputs - 1
+    fpn_out = {min_level + i: 2 * num_inputs + i for i in range(num_inputs)}
+    # P_min stays an output; P_{min+1}..P_max become intermediate.
+    nodes = [replace(n, is_output=n.level == min_level) if n.is_output else n for n in nodes]
+    chain = fpn_out[min_level]
+    for level in range(min_level + 1, max_level + 1):
+        inputs = (chain, fpn_out[level])
+        if ordering == "official":
+            nodes.append(NodeSpec(level=level, inputs=inputs, fusion=fusion, is_output=True))
+            chain = num_inputs + len(nodes) - 1
+        else:
+            nodes.append(NodeSpec(level=level, inputs=inputs, fusion=fusion, post=False))
+            chain = num_inputs + len(nodes) - 1
+            nodes.append(NodeSpec(level=level, inputs=(chain,), is_output=True))
+    return nodes
+
+
+def top_block_nodes(kind: str, source: int, source_level: int, first_id: int) -> List[NodeSpec]:
+    """Extra levels above the inputs: P6 ("maxpool"), or P6 and P7 ("p6p7"), or none ("").
+
+    Args:
+        source (int): feature id P6 is computed from; P7 is computed from P6.
+        first_id (int): the id the first new node will get.
+    """
+    if kind == "":
+        return []
+    p6 = NodeSpec(level=source_level + 1, inputs=(source,), is_output=True, post=False)
+    if kind == "maxpool":
+        return [p6]
+    p7 = NodeSpec(level=source_level + 2, inputs=(first_id,), is_output=True, post=False)
+    return [p6, p7]
+
+
+def bifpn_nodes(min_level: int, max_level: int, fusion: str = "fast_normalized") -> List[NodeSpec]:
+    """One BiFPN layer (Tan et al. 2020, figure 2d), following automl ``fpn_configs.bifpn_config``.
+
+    Inputs are P_min..P_max (ids 0..n-1). Top-down nodes for levels max-1..min fuse the latest
+    feature of their level with the latest of the level above; bottom-up nodes for levels
+    min+1..max fuse every feature of their level with the latest of the level below. The latest
+    node of each level is an output.
+    """
+    num_inputs = max_level - min_level + 1
+    ids_by_level: Dict[int, List[int]] = {min_level + i: [i] for i in range(num_inputs)}
+    nodes: List[NodeSpec] = []
+
+    def add(level: int, inputs: Sequence[int]) -> None:
+        nodes.append(NodeSpec(level=level, inputs=tuple(inputs), fusion=fusion))
+        ids_by_level[level].append(num_inputs + len(nodes) - 1)
+
+    for level in range(max_level - 1, min_level - 1, -1):
+        add(level, [ids_by_level[level][-1], ids_by_level[level + 1][-1]])
+    for level in range(min_level + 1, max_level + 1):
+        add(level, ids_by_level[level] + [ids_by_level[level - 1][-1]])
+    last = {ids[-1] for ids in ids_by_level.values()}
+    return [replace(n, is_output=(num_inputs + k) in last) for k, n in enumerate(nodes)]
+
+
+def nasfpn_nodes(
+    blocks: Sequence[Tuple[int, str, Sequence[int], bool]], input_levels: Sequence[int]
+) -> List[NodeSpec]:
+    """Turn NAS-FPN block specs (level, fusion, inputs, is_output) into a node table.
+
+    Applies the authors' rule (TF Model Garden ``_build_feature_pyramid``): an output block also
+    adds every earlier feature of its level that no block has consumed yet, as a residual.
+    """
+    levels = list(input_levels)
+    consumed = [False] * len(levels)
+    nodes = []
+    for level, fusion, inputs, is_output in blocks:
+        for source in inputs:
+            if not 0 <= source < len(levels):
+                raise ValueError(
+                    f"NAS-FPN block {len(nodes)} reads feature {source}, but only ids "
+                    f"0..{len(levels) - 1} exist at that point"
+                )
+            consumed[source] = True
+        residuals = []
+        if is_output:
+            residuals = [j for j, lvl in enumerate(levels) if lvl == level and not consumed[j]]
+            for j in residuals:
+                consumed[j] = True
+        nodes.append(
+            NodeSpec(
+                level=level,
+                inputs=tuple(inputs),
+                fusion=fusion,
+                is_output=is_output,
+                residuals=tuple(residuals),
+            )
+        )
+        levels.append(level)
+        consumed.append(False)
+    return nodes
