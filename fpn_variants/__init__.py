@@ -2,8 +2,16 @@
 
 from . import backbone as _backbone  # noqa: F401  registers the build_*_backbone builders
 from .config import add_fpn_variants_config
-from .necks import FPN, PyramidNeck
+from .necks import FPN, NASFPN, BiFPN, PANet, PyramidNeck
 
 __version__ = "0.1.0"
 
-__all__ = ["FPN", "PyramidNeck", "add_fpn_variants_config", "__version__"]
+__all__ = [
+    "FPN",
+    "NASFPN",
+    "BiFPN",
+    "PANet",
+    "PyramidNeck",
+    "add_fpn_variants_config",
+    "__version__",
+]

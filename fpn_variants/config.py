@@ -7,7 +7,14 @@ YAML files using the new keys merge (an unknown key is an error at merge time).
 import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_fpn_variants_config"]
+__all__ = ["VARIANT_NODES", "add_fpn_variants_config", "check_variant_keys"]
+
+# Variant-only config nodes and the builder each belongs to.
+VARIANT_NODES = {
+    "PANET": "build_panet_backbone",
+    "BIFPN": "build_bifpn_backbone",
+    "NASFPN": "build_nasfpn_backbone",
+}
 
 
 def add_fpn_variants_config(cfg: CN) -> CN:
@@ -28,4 +35,81 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     cfg.MODEL.FPN.TOP_BLOCK_IN = "res5"
     # Top-down upsampling: "nearest" (paper), "bilinear" or "deconv" (learned 2x transposed conv).
     cfg.MODEL.FPN.UPSAMPLE = "nearest"
+    # BiFPN and NAS-FPN read TOP_BLOCK as the number of extra levels ("" 0, "maxpool" 1, "p6p7" 2)
+    # and make them as their references do (1x1 projection of the last input, then max-pooling).
+    # Their papers use BN in the neck: their configs set MODEL.FPN.NORM: "BN".
+
+    # PANet (build_panet_backbone): bottom-up path augmentation after the FPN.
+    cfg.MODEL.PANET = CN()
+    # Activation after each conv of the bottom-up path: "relu" (paper), "swish" or "" (none, as
+    # mmdetection's PAFPN).
+    cfg.MODEL.PANET.ACTIVATION = "relu"
+    # "official": N_(l+1) = conv(down(N_l) + P_(l+1)), N_l finished first (paper, official code);
+    # "mmdet": mmdetection's PAFPN, which downsamples the running sum before its 3x3 conv.
+    cfg.MODEL.PANET.ORDERING = "official"
+
+    # BiFPN (build_bifpn_backbone): repeated weighted bidirectional layers (EfficientDet).
+    cfg.MODEL.BIFPN = CN()
+    # Number of BiFPN layers, each with its own weights (EfficientDet-D0: 3).
+    cfg.MODEL.BIFPN.NUM_REPEATS = 3
+    # Node graph of a layer: "bifpn" (automl's), "pan" (PANet layout with weighted fusion) or
+    # "custom" (MODEL.BIFPN.NODES).
+    cfg.MODEL.BIFPN.TOPOLOGY = "bifpn"
+    # With TOPOLOGY "custom": [[level, [input ids]], ...]. Ids 0..n-1 are the layer inputs, lowest
+    # level first; node k gets id n + k; the latest feature of each level is its output.
+    cfg.MODEL.BIFPN.NODES = []
+    # Fusion of a node's inputs: "fast_normalized" (paper), "softmax" or "sum".
+    cfg.MODEL.BIFPN.FUSION = "fast_normalized"
+    # Depthwise-separable 3x3 conv after each fusion (paper); False for a regular 3x3 conv.
+    cfg.MODEL.BIFPN.SEPARABLE_CONV = True
+    # Activation of the post-fusion block: "swish" (paper), "relu" or "".
+    cfg.MODEL.BIFPN.ACTIVATION = "swish"
+    # Activation before the conv (act -> conv -> norm, the TF reference); False: conv -> norm ->
+    # act.
+    cfg.MODEL.BIFPN.PRE_ACTIVATION = True
+    # Keep a bias in convs followed by a norm, as the TF checkpoints do; False: bias only without
+    # norm.
+    cfg.MODEL.BIFPN.REDUNDANT_BIAS = True
+
+    # NAS-FPN (build_nasfpn_backbone): stacked searched cells (Ghiasi et al. 2019).
+    cfg.MODEL.NASFPN = CN()
+    # Number of stacked cells, each with its own weights (paper: 7 at 256 channels).
+    cfg.MODEL.NASFPN.NUM_REPEATS = 7
+    # Cell topology: "nasfpn" (published), "nasfpn_sum" (every merge a sum, as the TPU code's
+    # use_sum_for_combination) or "custom" (MODEL.NASFPN.BLOCKS). Named cells are defined on
+    # P3-P7 and shift with the neck's levels.
+    cfg.MODEL.NASFPN.CELL = "nasfpn"
+    # With CELL "custom": [[level, "sum" | "global_attention", [id a, id b], is_output], ...].
+    # Ids 0..4 are the cell inputs, lowest level first; block k gets id 5 + k.
+    cfg.MODEL.NASFPN.BLOCKS = []
+    # "tf": the authors' code (attention gate from the coarser input, max-pooled; extra levels by
+    # max-pooling). "mmdet": mmdetection's NASFPN (gate from the finer input, average-pooled;
+    # 1x1 conv + BN before each extra-level pool; no lateral bias; PyTorch BN defaults).
+    cfg.MODEL.NASFPN.REFERENCE = "tf"
+    # Depthwise-separable 3x3 convs in the merge cells (paper: regular).
+    cfg.MODEL.NASFPN.SEPARABLE_CONV = False
+    # Activation before each merge cell's conv: "relu" (paper), "swish" or "".
+    cfg.MODEL.NASFPN.ACTIVATION = "relu"
     return cfg
+
+
+def check_variant_keys(cfg: CN) -> None:
+    """Raise ValueError when a variant-only key differs from its default but its neck is not the
+    one selected by ``MODEL.BACKBONE.NAME`` (it would be ignored silently otherwise)."""
+    from detectron2.config import get_cfg
+
+    defaults = add_fpn_variants_config(get_cfg())
+    selected = cfg.MODEL.BACKBONE.NAME
+    for node, builder in VARIANT_NODES.items():
+        if selected == builder or node not in cfg.MODEL:
+            continue
+        changed = [
+            f"MODEL.{node}.{key}={value!r}"
+            for key, value in cfg.MODEL[node].items()
+            if value != defaults.MODEL[node][key]
+        ]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} only apply to MODEL.BACKBONE.NAME={builder!r}, but "
+                f"MODEL.BACKBONE.NAME={selected!r}: remove them or select {builder!r}"
+            )

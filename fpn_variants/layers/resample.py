@@ -13,7 +13,17 @@ import torch.nn.functional as F
 from fvcore.nn import weight_init
 from torch import nn
 
-__all__ = ["UPSAMPLE_MODES", "FitSize", "MaxPoolSame", "Resample", "Upsample", "fit_to_size"]
+from .conv import build_conv
+
+__all__ = [
+    "UPSAMPLE_MODES",
+    "FitSize",
+    "MaxPoolSame",
+    "PoolingEdges",
+    "Resample",
+    "Upsample",
+    "fit_to_size",
+]
 
 UPSAMPLE_MODES = ("nearest", "bilinear", "deconv")
 
@@ -139,3 +149,51 @@ class _KeepSize(nn.Module):
 
     def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
         return x
+
+
+class PoolingEdges:
+    """Edge policy of BiFPN and NAS-FPN (and their TF references).
+
+    A 1x1 projection (+ norm) when the channels differ (or always, with ``always_project``), then
+    max-pooling with TF "SAME" padding to go down or nearest upsampling to go up. The pooling
+    kernel is the stride (NAS-FPN) or the stride + 1 (BiFPN, ``overlapping_pool``).
+    """
+
+    def __init__(
+        self,
+        *,
+        norm: str = "",
+        norm_eps: Optional[float] = None,
+        norm_momentum: Optional[float] = None,
+        bias: Optional[bool] = None,
+        overlapping_pool: bool = False,
+        always_project: bool = False,
+    ):
+        """``bias``: as :func:`fpn_variants.layers.conv.build_conv` (None: only without norm)."""
+        self.norm = norm
+        self.norm_eps = norm_eps
+        self.norm_momentum = norm_momentum
+        self.bias = bias
+        self.overlapping_pool = overlapping_pool
+        self.always_project = always_project
+
+    def __call__(self, edge) -> Resample:
+        conv = None
+        if self.always_project or edge.in_channels != edge.out_channels:
+            conv = build_conv(
+                edge.in_channels,
+                edge.out_channels,
+                1,
+                norm=self.norm,
+                norm_eps=self.norm_eps,
+                norm_momentum=self.norm_momentum,
+                bias=self.bias,
+            )
+        delta = edge.dst_level - edge.src_level
+        spatial = None
+        if delta > 0:
+            stride = 2**delta
+            spatial = MaxPoolSame(stride + 1 if self.overlapping_pool else stride, stride)
+        elif delta < 0:
+            spatial = Upsample(2**-delta, "nearest")
+        return Resample(conv=conv, spatial=spatial)

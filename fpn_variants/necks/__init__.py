@@ -1,6 +1,9 @@
-"""The necks: one file each, all built on :mod:`fpn_variants.layers`."""
+"""The necks: one file each, all run by the graph engine of :mod:`fpn_variants.layers`."""
 
 from .base import PyramidNeck
+from .bifpn import BiFPN
 from .fpn import FPN
+from .nasfpn import NASFPN
+from .panet import PANet
 
-__all__ = ["FPN", "PyramidNeck"]
+__all__ = ["FPN", "NASFPN", "BiFPN", "PANet", "PyramidNeck"]

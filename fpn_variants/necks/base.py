@@ -10,7 +10,10 @@ from torch import nn
 
 from ..layers.graph import FusionGraph
 
-__all__ = ["PyramidNeck", "build_bottom_up", "check_choice"]
+__all__ = ["TOP_BLOCKS", "PyramidNeck", "build_bottom_up", "check_choice", "pooled_extra_levels"]
+
+# MODEL.FPN.TOP_BLOCK -> number of extra levels above the last input.
+TOP_BLOCKS = {"maxpool": 1, "p6p7": 2, "": 0}
 
 
 class PyramidNeck(Backbone):
@@ -131,6 +134,19 @@ def check_choice(key: str, value, choices: Sequence) -> None:
     """Raise ValueError naming the config key, the bad value and the valid choices."""
     if value not in choices:
         raise ValueError(f"{key}={value!r} is not one of {list(choices)}")
+
+
+def pooled_extra_levels(cfg, neck: str) -> int:
+    """Number of extra levels of a neck that makes them by pooling (BiFPN, NAS-FPN), from
+    ``MODEL.FPN.TOP_BLOCK``; ``MODEL.FPN.TOP_BLOCK_IN`` must stay at its default or name the last
+    input, where these necks take them from."""
+    check_choice("MODEL.FPN.TOP_BLOCK", cfg.MODEL.FPN.TOP_BLOCK, list(TOP_BLOCKS))
+    if cfg.MODEL.FPN.TOP_BLOCK_IN not in ("res5", cfg.MODEL.FPN.IN_FEATURES[-1]):
+        raise ValueError(
+            f"MODEL.FPN.TOP_BLOCK_IN={cfg.MODEL.FPN.TOP_BLOCK_IN!r} is not supported by {neck}: "
+            "it makes its extra levels from the last input feature, as its reference does"
+        )
+    return TOP_BLOCKS[cfg.MODEL.FPN.TOP_BLOCK]
 
 
 def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:

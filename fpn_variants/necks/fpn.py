@@ -11,15 +11,13 @@ from ..layers.conv import ConvNormAct, build_conv
 from ..layers.fusion import build_fusion
 from ..layers.graph import EdgeSpec, FusionGraph, NodeSpec
 from ..layers.resample import UPSAMPLE_MODES, FitSize, MaxPoolSame, Resample, Upsample
-from .base import PyramidNeck, build_bottom_up, check_choice
-from .specs import fpn_nodes, top_block_nodes
+from .base import TOP_BLOCKS, PyramidNeck, build_bottom_up, check_choice
+from .specs import extra_level_nodes, fpn_nodes
 
 if TYPE_CHECKING:
     from .panet import BottomUpPath
 
-__all__ = ["FPN", "TOP_BLOCKS", "TopDownEdges"]
-
-TOP_BLOCKS = ("maxpool", "p6p7", "")
+__all__ = ["FPN", "TopDownEdges"]
 
 
 class TopDownEdges:
@@ -131,7 +129,7 @@ class FPN(PyramidNeck):
         nodes = fpn_nodes(num_inputs, min_level, fuse_type)
         num_fpn_nodes = len(nodes)
         if bottom_up_path is not None:
-            nodes = bottom_up_path.extend(nodes, num_inputs, min_level, fuse_type)
+            nodes = bottom_up_path.node_table(num_inputs, min_level, fuse_type)
         top_nodes = self._top_block(nodes, top_block, top_block_in)
         edges = TopDownEdges(
             norm=norm,
@@ -143,7 +141,7 @@ class FPN(PyramidNeck):
 
         def make_post(index: int, node: NodeSpec) -> nn.Module:
             if index >= num_fpn_nodes:
-                return bottom_up_path.post(out_channels, norm)
+                return bottom_up_path.post(out_channels)
             # 3x3 output conv (+ norm), no activation (paper: no non-linearities).
             return build_conv(out_channels, out_channels, 3, norm=norm)
 
@@ -180,12 +178,13 @@ class FPN(PyramidNeck):
         last_output = max(
             len(self.in_features) + k for k, n in enumerate(nodes) if n.is_output and n.level == top
         )
-        if kind != "p6p7":
-            return top_block_nodes(kind, last_output, top, first_id)
-        sources = {self.in_features[-1]: len(self.in_features) - 1, f"p{top}": last_output}
-        source_name = source_name or self.in_features[-1]
-        check_choice("MODEL.FPN.TOP_BLOCK_IN", source_name, list(sources))
-        return top_block_nodes(kind, sources[source_name], top, first_id)
+        source = last_output
+        if kind == "p6p7":
+            sources = {self.in_features[-1]: len(self.in_features) - 1, f"p{top}": last_output}
+            source_name = source_name or self.in_features[-1]
+            check_choice("MODEL.FPN.TOP_BLOCK_IN", source_name, list(sources))
+            source = sources[source_name]
+        return extra_level_nodes(source, top, first_id, TOP_BLOCKS[kind])
 
     def _detectron2_aliases(self, num_nodes: int, top_block: str) -> Dict[str, str]:
         """Detectron2 FPN module names -> ours (layout of :func:`specs.fpn_nodes`)."""

@@ -13,10 +13,12 @@ from ..layers.graph import NodeSpec
 __all__ = [
     "NASFPN_CELL",
     "bifpn_nodes",
+    "custom_nodes",
+    "extra_level_nodes",
     "fpn_nodes",
     "nasfpn_nodes",
+    "pan_nodes",
     "panet_nodes",
-    "top_block_nodes",
 ]
 
 # The NAS-FPN cell found by the architecture search (Ghiasi et al. 2019, figure 7f), as published
@@ -84,20 +86,18 @@ def panet_nodes(
     return nodes
 
 
-def top_block_nodes(kind: str, source: int, source_level: int, first_id: int) -> List[NodeSpec]:
-    """Extra levels above the inputs: P6 ("maxpool"), or P6 and P7 ("p6p7"), or none ("").
+def extra_level_nodes(source: int, source_level: int, first_id: int, count: int) -> List[NodeSpec]:
+    """``count`` extra levels above ``source_level``: the first reads feature ``source``, each
+    next one reads the previous (P6 from P5 or C5, P7 from P6). No post block; all outputs.
 
     Args:
-        source (int): feature id P6 is computed from; P7 is computed from P6.
         first_id (int): the id the first new node will get.
     """
-    if kind == "":
-        return []
-    p6 = NodeSpec(level=source_level + 1, inputs=(source,), is_output=True, post=False)
-    if kind == "maxpool":
-        return [p6]
-    p7 = NodeSpec(level=source_level + 2, inputs=(first_id,), is_output=True, post=False)
-    return [p6, p7]
+    sources = ([source] + [first_id + i for i in range(count - 1)])[:count]
+    return [
+        NodeSpec(level=source_level + 1 + i, inputs=(src,), is_output=True, post=False)
+        for i, src in enumerate(sources)
+    ]
 
 
 def bifpn_nodes(min_level: int, max_level: int, fusion: str = "fast_normalized") -> List[NodeSpec]:
@@ -108,20 +108,60 @@ def bifpn_nodes(min_level: int, max_level: int, fusion: str = "fast_normalized")
     min+1..max fuse every feature of their level with the latest of the level below. The latest
     node of each level is an output.
     """
+    return _two_way_nodes(min_level, max_level, fusion, same_level_skips=True)
+
+
+def pan_nodes(min_level: int, max_level: int, fusion: str = "fast_normalized") -> List[NodeSpec]:
+    """A PANet-layout layer with weighted fusion (effdet ``panfpn_config``): as :func:`bifpn_nodes`
+    but bottom-up nodes fuse only the latest feature of their level (no skip from the input).
+    """
+    return _two_way_nodes(min_level, max_level, fusion, same_level_skips=False)
+
+
+def _two_way_nodes(
+    min_level: int, max_level: int, fusion: str, same_level_skips: bool
+) -> List[NodeSpec]:
     num_inputs = max_level - min_level + 1
     ids_by_level: Dict[int, List[int]] = {min_level + i: [i] for i in range(num_inputs)}
-    nodes: List[NodeSpec] = []
-
-    def add(level: int, inputs: Sequence[int]) -> None:
-        nodes.append(NodeSpec(level=level, inputs=tuple(inputs), fusion=fusion))
-        ids_by_level[level].append(num_inputs + len(nodes) - 1)
-
+    table = []
     for level in range(max_level - 1, min_level - 1, -1):
-        add(level, [ids_by_level[level][-1], ids_by_level[level + 1][-1]])
+        table.append((level, [ids_by_level[level][-1], ids_by_level[level + 1][-1]]))
+        ids_by_level[level].append(num_inputs + len(table) - 1)
     for level in range(min_level + 1, max_level + 1):
-        add(level, ids_by_level[level] + [ids_by_level[level - 1][-1]])
-    last = {ids[-1] for ids in ids_by_level.values()}
-    return [replace(n, is_output=(num_inputs + k) in last) for k, n in enumerate(nodes)]
+        same_level = ids_by_level[level] if same_level_skips else ids_by_level[level][-1:]
+        table.append((level, same_level + [ids_by_level[level - 1][-1]]))
+        ids_by_level[level].append(num_inputs + len(table) - 1)
+    nodes, _ = custom_nodes(table, min_level, max_level, fusion)
+    return nodes
+
+
+def custom_nodes(
+    table: Sequence[Tuple[int, Sequence[int]]], min_level: int, max_level: int, fusion: str
+) -> Tuple[List[NodeSpec], List[int]]:
+    """A node table from (level, inputs) rows over inputs P_min..P_max (ids 0..n-1).
+
+    The latest feature of each level is the output at that level. Returns the nodes and the
+    input ids that pass through unchanged (levels no node writes to).
+    """
+    num_inputs = max_level - min_level + 1
+    latest = {min_level + i: i for i in range(num_inputs)}
+    for k, (level, _) in enumerate(table):
+        if level not in latest:
+            raise ValueError(
+                f"node {k} has level {level}, outside the neck's levels {min_level}..{max_level}"
+            )
+        latest[level] = num_inputs + k
+    outputs = set(latest.values())
+    nodes = [
+        NodeSpec(
+            level=level,
+            inputs=tuple(inputs),
+            fusion=fusion,
+            is_output=(num_inputs + k) in outputs,
+        )
+        for k, (level, inputs) in enumerate(table)
+    ]
+    return nodes, sorted(i for i in outputs if i < num_inputs)
 
 
 def nasfpn_nodes(

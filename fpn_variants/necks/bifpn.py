@@ -1,0 +1,149 @@
+"""BiFPN (Tan et al., "EfficientDet: Scalable and Efficient Object Detection", CVPR 2020, 3)."""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import Backbone
+
+from ..layers.conv import build_conv
+from ..layers.fusion import build_fusion
+from ..layers.graph import FusionGraph, NodeSpec
+from ..layers.resample import PoolingEdges
+from .base import PyramidNeck, build_bottom_up, check_choice, pooled_extra_levels
+from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes
+
+__all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
+
+# Named layer topologies: (min_level, max_level, fusion) -> node table.
+BIFPN_TOPOLOGIES = {"bifpn": bifpn_nodes, "pan": pan_nodes}
+
+
+class BiFPN(PyramidNeck):
+    """Repeated weighted bidirectional feature-pyramid layers (BiFPN), as automl's reference.
+
+    - extra levels above the inputs: P6_in = maxpool(norm(conv1x1(C5))), P7_in = maxpool(P6_in),
+      max-pool kernel 3, stride 2, TF "SAME" padding;
+    - each layer is the node graph of :func:`fpn_variants.necks.specs.bifpn_nodes`; an input is
+      projected by its own 1x1 conv + norm on every edge where its channels differ (first layer),
+      downsampled by max-pool (kernel 3, stride 2, SAME) or upsampled (nearest) to the node;
+    - fusion: fast normalized (ReLU weights, eps 1e-4, one scalar per edge initialised to 1);
+    - post block: swish -> depthwise-separable 3x3 conv -> BN (eps 1e-3, momentum 0.01).
+
+    Outputs ``p<min>``..``p<max>`` with ``out_channels`` channels. With EfficientDet-D0 settings
+    (64 channels, 3 layers, EfficientNet-B0 C3-C5) it has effdet's 196,281 parameters.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        bottom_up: Backbone,
+        in_features: Sequence[str],
+        out_channels: int = 64,
+        num_extra_levels: int = 2,
+        num_repeats: int = 3,
+        topology: str = "bifpn",
+        nodes: Sequence[Tuple[int, Sequence[int]]] = (),
+        fusion: str = "fast_normalized",
+        separable_conv: bool = True,
+        norm: str = "BN",
+        norm_eps: Optional[float] = 1e-3,
+        norm_momentum: Optional[float] = 0.01,
+        activation: str = "swish",
+        pre_activation: bool = True,
+        redundant_bias: bool = True,
+    ):
+        """
+        Args:
+            bottom_up (Backbone), in_features (list[str]), out_channels (int): as :class:`FPN`.
+            num_extra_levels (int): levels made above the last input (2: P6, P7).
+            num_repeats (int): number of BiFPN layers, each with its own weights.
+            topology (str): "bifpn", "pan" or "custom" (then ``nodes`` gives the layer as
+                (level, input ids) rows, see :func:`fpn_variants.necks.specs.custom_nodes`).
+            fusion (str): "fast_normalized", "softmax" or "sum".
+            separable_conv (bool): depthwise-separable (True) or regular 3x3 post convs.
+            norm (str): norm of the projections and post convs ("BN" in the paper; "" none).
+            norm_eps, norm_momentum (float or None): BN settings (TF: 1e-3 and decay 0.99);
+                None keeps PyTorch's.
+            activation (str): "swish", "relu" or "".
+            pre_activation (bool): act -> conv -> norm (TF) or conv -> norm -> act.
+            redundant_bias (bool): conv biases before norms, as the TF checkpoints.
+        """
+        super().__init__(bottom_up, in_features, out_channels)
+        check_choice("MODEL.BIFPN.TOPOLOGY", topology, [*BIFPN_TOPOLOGIES, "custom"])
+        check_choice("MODEL.BIFPN.FUSION", fusion, ("fast_normalized", "softmax", "sum"))
+        if num_repeats < 1:
+            raise ValueError(f"MODEL.BIFPN.NUM_REPEATS={num_repeats} must be at least 1")
+        if num_extra_levels < 0:
+            raise ValueError(f"num_extra_levels={num_extra_levels} must be >= 0")
+        min_level = self.input_levels[0]
+        max_level = self.input_levels[-1] + num_extra_levels
+        if topology == "custom":
+            table, passthrough = custom_nodes(nodes, min_level, max_level, fusion)
+        else:
+            table, passthrough = BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
+        bias = True if redundant_bias else None
+        edges = PoolingEdges(
+            norm=norm,
+            norm_eps=norm_eps,
+            norm_momentum=norm_momentum,
+            bias=bias,
+            overlapping_pool=True,
+        )
+
+        def make_post(index: int, node: NodeSpec):
+            return build_conv(
+                out_channels,
+                out_channels,
+                3,
+                separable=separable_conv,
+                norm=norm,
+                norm_eps=norm_eps,
+                norm_momentum=norm_momentum,
+                bias=bias,
+                activation=activation,
+                pre_act=pre_activation,
+            )
+
+        def graph(levels: List[int], channels: List[int], nodes_, passthrough_) -> FusionGraph:
+            return FusionGraph(
+                levels,
+                channels,
+                nodes_,
+                channels=out_channels,
+                min_level=min_level,
+                make_edge=edges,
+                make_fusion=lambda k, node, src_levels: build_fusion(node.fusion, len(node.inputs)),
+                make_post=make_post,
+                passthrough=passthrough_,
+            )
+
+        n = len(self.in_features)
+        extra = extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels)
+        stem = graph(self.input_levels, self.input_channels, extra, range(n))
+        levels = list(range(min_level, max_level + 1))
+        cells = [graph(levels, stem.output_channels, table, passthrough)] + [
+            graph(levels, [out_channels] * len(levels), table, passthrough)
+            for _ in range(num_repeats - 1)
+        ]
+        self._set_graphs(cells, stem=stem, size_divisibility=2**max_level)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
+        bifpn = cfg.MODEL.BIFPN
+        return {
+            "bottom_up": build_bottom_up(cfg, input_shape),
+            "in_features": cfg.MODEL.FPN.IN_FEATURES,
+            "out_channels": cfg.MODEL.FPN.OUT_CHANNELS,
+            "num_extra_levels": pooled_extra_levels(cfg, "BiFPN"),
+            "num_repeats": bifpn.NUM_REPEATS,
+            "topology": bifpn.TOPOLOGY,
+            "nodes": [(level, tuple(inputs)) for level, inputs in bifpn.NODES],
+            "fusion": bifpn.FUSION,
+            "separable_conv": bifpn.SEPARABLE_CONV,
+            "norm": cfg.MODEL.FPN.NORM,
+            "activation": bifpn.ACTIVATION,
+            "pre_activation": bifpn.PRE_ACTIVATION,
+            "redundant_bias": bifpn.REDUNDANT_BIAS,
+        }
