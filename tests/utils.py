@@ -1,6 +1,12 @@
 """Tiny configs (R18 bottom-up, narrow necks, small images) on the CPU."""
 
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
 from detectron2.config import get_cfg
+from detectron2.modeling import Backbone
+from torch import nn
 
 import fpn_variants
 
@@ -23,3 +29,28 @@ def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: i
     cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.RESNETS.OUT_FEATURES)
     cfg.MODEL.FPN.OUT_CHANNELS = channels
     return cfg
+
+
+class StridedBackbone(Backbone):
+    """A scriptable stand-in bottom-up network: features "c<l>" with the given channels at
+    strides 2**l, made by average pooling and a 1x1 conv (e.g. EfficientNet-B0's C3-C5)."""
+
+    def __init__(self, channels: Dict[int, int]):
+        super().__init__()
+        self.levels = sorted(channels)
+        self.convs = nn.ModuleList(nn.Conv2d(3, channels[lvl], 1) for lvl in self.levels)
+        self._out_features = [f"c{lvl}" for lvl in self.levels]
+        self._out_feature_channels = {f"c{lvl}": channels[lvl] for lvl in self.levels}
+        self._out_feature_strides = {f"c{lvl}": 2**lvl for lvl in self.levels}
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out: Dict[str, torch.Tensor] = {}
+        for lvl, conv in zip(self.levels, self.convs):
+            k = 2**lvl
+            out[f"c{lvl}"] = conv(F.avg_pool2d(x, k, k, ceil_mode=True))
+        return out
+
+
+def neck_parameters(model: nn.Module) -> int:
+    """Number of parameters outside the bottom-up network."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("bottom_up."))

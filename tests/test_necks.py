@@ -1,0 +1,138 @@
+"""Every registered neck: shapes and strides at any size, gradients, TorchScript, config errors."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
+
+from fpn_variants.backbone import NECK_BUILDERS
+from fpn_variants.export import script_backbone
+
+from .utils import make_cfg
+
+ALL_NECKS = sorted(NECK_BUILDERS)
+
+
+def neck_cfg(neck: str, levels: str):
+    cfg = make_cfg(neck, levels=levels)
+    if neck in ("build_bifpn_backbone", "build_nasfpn_backbone"):
+        cfg.MODEL.FPN.NORM = "BN"  # as in their papers
+        cfg.MODEL.BIFPN.NUM_REPEATS = 2 if neck == "build_bifpn_backbone" else 3
+        cfg.MODEL.NASFPN.NUM_REPEATS = 2 if neck == "build_nasfpn_backbone" else 7
+    return cfg
+
+
+@pytest.mark.parametrize("neck", ALL_NECKS)
+@pytest.mark.parametrize("levels", ["p2p6", "p3p7"])
+@pytest.mark.parametrize("size", [(64, 64), (65, 65), (333, 517), (1000, 97)])
+def test_output_shape_matches_real_tensors(neck, levels, size):
+    model = build_backbone(neck_cfg(neck, levels)).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, *size))
+    shapes = model.output_shape()
+    expected_names = (
+        ["p2", "p3", "p4", "p5", "p6"] if levels == "p2p6" else ["p3", "p4", "p5", "p6", "p7"]
+    )
+    assert list(out) == list(shapes) == expected_names
+    for name, spec in shapes.items():
+        assert spec.stride == 2 ** int(name[1:])
+        expected = (1, spec.channels, -(-size[0] // spec.stride), -(-size[1] // spec.stride))
+        assert tuple(out[name].shape) == expected, name
+        assert torch.isfinite(out[name]).all(), name
+
+
+@pytest.mark.parametrize("neck", ALL_NECKS)
+def test_every_parameter_gets_a_gradient(neck):
+    model = build_backbone(neck_cfg(neck, "p3p7")).train()
+    out = model(torch.rand(2, 3, 96, 128))
+    sum(v.square().mean() for v in out.values()).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"no gradient for {name}"
+        assert torch.isfinite(param.grad).all(), name
+
+
+@pytest.mark.parametrize("neck", ALL_NECKS)
+def test_torchscript_matches_eager(neck):
+    model = build_backbone(neck_cfg(neck, "p3p7")).eval()
+    scripted = script_backbone(model)
+    x = torch.rand(1, 3, 100, 72)
+    with torch.no_grad():
+        expected, out = model(x), scripted(x)
+    assert list(out) == list(expected)
+    for name in expected:
+        assert torch.allclose(out[name], expected[name], atol=1e-5), name
+
+
+def test_builders_are_registered_once_beside_detectron2():
+    # Detectron2's own builders first, then ours, then a second import: no registry clash.
+    code = (
+        "import detectron2.modeling as m; import fpn_variants; import fpn_variants; "
+        "names = [k for k, _ in m.BACKBONE_REGISTRY]; "
+        "print(sorted(n for n in names if n.startswith('build_') and 'resnet' not in n))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for name in ALL_NECKS:
+        assert name in out.stdout
+    assert all(name in BACKBONE_REGISTRY for name in ALL_NECKS)
+
+
+@pytest.mark.parametrize(
+    "neck,key,value",
+    [
+        ("build_fpn_backbone", "MODEL.BIFPN.NUM_REPEATS", 4),
+        ("build_panet_backbone", "MODEL.NASFPN.REFERENCE", "mmdet"),
+        ("build_nasfpn_backbone", "MODEL.PANET.ACTIVATION", ""),
+    ],
+)
+def test_variant_key_set_for_another_variant_raises(neck, key, value):
+    cfg = neck_cfg(neck, "p3p7")
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ValueError, match=f"{key}=.* only apply to .* but MODEL.BACKBONE.NAME="):
+        build_backbone(cfg)
+
+
+@pytest.mark.parametrize(
+    "neck,key,value,message",
+    [
+        ("build_panet_backbone", "MODEL.PANET.ORDERING", "pafpn", "MODEL.PANET.ORDERING='pafpn'"),
+        ("build_panet_backbone", "MODEL.PANET.ACTIVATION", "gelu", "ACTIVATION='gelu'"),
+        ("build_bifpn_backbone", "MODEL.BIFPN.FUSION", "fast", "MODEL.BIFPN.FUSION='fast'"),
+        ("build_bifpn_backbone", "MODEL.BIFPN.TOPOLOGY", "qufpn", "TOPOLOGY='qufpn'"),
+        ("build_bifpn_backbone", "MODEL.BIFPN.NUM_REPEATS", 0, "NUM_REPEATS=0 must be at least"),
+        ("build_bifpn_backbone", "MODEL.FPN.TOP_BLOCK_IN", "p5", "TOP_BLOCK_IN='p5' is not"),
+        ("build_nasfpn_backbone", "MODEL.NASFPN.REFERENCE", "tpu", "REFERENCE='tpu'"),
+        ("build_nasfpn_backbone", "MODEL.NASFPN.CELL", "nas", "MODEL.NASFPN.CELL='nas'"),
+        ("build_nasfpn_backbone", "MODEL.FPN.TOP_BLOCK", "maxpool", "defined on 5 levels"),
+    ],
+)
+def test_bad_variant_values_name_the_key(neck, key, value, message):
+    cfg = neck_cfg(neck, "p3p7")
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ValueError, match=message):
+        build_backbone(cfg)
+
+
+def test_custom_tables_from_yaml_keys():
+    cfg = neck_cfg("build_bifpn_backbone", "p3p7")
+    # A top-down-only layer: P6, P5, P4, P3 each from the level above; P7 passes through.
+    cfg.merge_from_list(
+        [
+            "MODEL.BIFPN.TOPOLOGY",
+            "custom",
+            "MODEL.BIFPN.NODES",
+            [[6, [3, 4]], [5, [2, 5]], [4, [1, 6]], [3, [0, 7]]],
+        ]
+    )
+    model = build_backbone(cfg).eval()
+    assert len(model.cells[0].nodes) == 4
+    assert list(model(torch.rand(1, 3, 64, 64))) == ["p3", "p4", "p5", "p6", "p7"]
+
+    cfg = neck_cfg("build_nasfpn_backbone", "p3p7")
+    blocks = [[4, "sum", [1, 2], False], [3, "sum", [0, 5], True], [4, "sum", [5, 6], True]]
+    blocks += [[5, "global_attention", [6, 7], True], [6, "sum", [3, 8], True]]
+    blocks += [[7, "sum", [4, 9], True]]
+    cfg.merge_from_list(["MODEL.NASFPN.CELL", "custom", "MODEL.NASFPN.BLOCKS", blocks])
+    model = build_backbone(cfg).eval()
+    assert list(model(torch.rand(1, 3, 64, 64))) == ["p3", "p4", "p5", "p6", "p7"]
