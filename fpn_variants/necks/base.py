@@ -93,7 +93,10 @@ class PyramidNeck(Backbone):
         return self._size_divisibility
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        bottom_up_features = self.bottom_up(x)
+        return self.forward_neck(self.bottom_up(x))
+
+    def forward_neck(self, bottom_up_features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The neck alone: bottom-up features (at least ``in_features``) -> pyramid outputs."""
         feats = [bottom_up_features[f] for f in self.in_features]
         sizes = [[f.shape[-2], f.shape[-1]] for f in feats]
         for _ in range(self.num_extra_levels):
