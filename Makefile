@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py tools/install_detectron2.sh | $(PY)
-	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-peers.txt setup.py tools/install_detectron2.sh | $(PY)
+	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt -r requirements-peers.txt
 	bash tools/install_detectron2.sh $(PY)
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
