@@ -40,12 +40,20 @@ def test_detectron2_weights_load_strictly_and_give_the_same_outputs(
     assert sum(p.numel() for p in ours.parameters()) == num_params
     assert sum(p.numel() for p in theirs.parameters()) == num_params
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.rand(2, 3, 128, 96)
+    # Float32 rounding differences scale with the outputs: the input is scaled so that they are
+    # of order 1 (a zero-bias ResNet is positively homogeneous), where 1e-5 is meaningful.
+    x = torch.rand(2, 3, 128, 96) * 0.02
     with torch.no_grad():
         expected, out = theirs(x), ours(x)
-    assert list(out) == list(expected)
-    for name in expected:
-        assert (out[name] - expected[name]).abs().max() <= 1e-5, name
+        assert 0.1 < max(v.abs().max() for v in expected.values()) < 10
+        assert list(out) == list(expected)
+        for name in expected:
+            assert (out[name] - expected[name]).abs().max() <= 1e-5, name
+        # In NCHW our FPN runs Detectron2's very kernels in the same order: identical outputs.
+        ours.set_channels_last(False)
+        exact = ours(x * 50)
+        for name, value in theirs(x * 50).items():
+            assert torch.equal(exact[name], value), name
     assert ours.output_shape() == theirs.output_shape()
     assert ours.size_divisibility == theirs.size_divisibility
 

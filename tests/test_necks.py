@@ -136,3 +136,36 @@ def test_custom_tables_from_yaml_keys():
     cfg.merge_from_list(["MODEL.NASFPN.CELL", "custom", "MODEL.NASFPN.BLOCKS", blocks])
     model = build_backbone(cfg).eval()
     assert list(model(torch.rand(1, 3, 64, 64))) == ["p3", "p4", "p5", "p6", "p7"]
+
+
+@pytest.mark.parametrize("neck", ALL_NECKS)
+def test_fast_inference_path_matches_the_straightforward_one(neck, monkeypatch):
+    """Eval mode folds BN into convs, fuses weighted sums and runs NHWC; outputs stay within
+    1e-5 (relative to their scale) of plain NCHW conv -> BN."""
+    from fpn_variants.layers.conv import (
+        ConvBNAct,
+        ConvNormAct,
+        SeparableConvBNAct,
+        SeparableConvNormAct,
+    )
+
+    cfg = neck_cfg(neck, "p3p7")
+    cfg.MODEL.FPN.NORM = "BN"
+    model = build_backbone(cfg)
+    model.train()
+    with torch.no_grad():  # a few training-mode passes give BN non-trivial running statistics
+        for _ in range(3):
+            model(torch.rand(2, 3, 96, 64))
+    model.eval()
+    x = torch.rand(1, 3, 96, 64)
+    with torch.no_grad():
+        fast = model(x)
+        monkeypatch.setattr(ConvBNAct, "conv_norm", ConvNormAct.conv_norm)
+        monkeypatch.setattr(
+            SeparableConvBNAct, "pointwise_norm", SeparableConvNormAct.pointwise_norm
+        )
+        model.set_channels_last(False)
+        plain = model(x)
+    for name in plain:
+        scale = max(1.0, plain[name].abs().max().item())
+        assert (fast[name] - plain[name]).abs().max().item() <= 1e-5 * scale, name

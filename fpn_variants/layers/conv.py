@@ -4,20 +4,24 @@
 ``norm`` child), so Detectron2 FPN checkpoints map onto it key for key.
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.layers import get_norm
+from detectron2.layers import FrozenBatchNorm2d, get_norm
 from fvcore.nn import weight_init
 from torch import nn
 
 __all__ = [
     "ACTIVATIONS",
+    "FOLDABLE_NORMS",
     "NORMS",
+    "ConvBNAct",
     "ConvNormAct",
+    "SeparableConvBNAct",
     "SeparableConvNormAct",
     "build_conv",
+    "fold_batch_norm",
     "get_activation",
     "get_norm_layer",
 ]
@@ -26,6 +30,8 @@ ACTIVATIONS = ("", "relu", "swish")
 # The normalization names Detectron2's get_norm understands ("" = none).
 NORMS = ("", "BN", "SyncBN", "FrozenBN", "GN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N", "LN")
 _BATCH_NORMS = ("BN", "SyncBN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N", "FrozenBN")
+# Norms that are a per-channel affine map in eval mode, hence foldable into the conv before them.
+FOLDABLE_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d)
 
 
 def get_activation(name: str) -> nn.Module:
@@ -64,6 +70,26 @@ def get_norm_layer(
         if momentum is not None and hasattr(layer, "momentum"):
             layer.momentum = momentum
     return layer
+
+
+def fold_batch_norm(
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    eps: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a conv followed by a batch norm in eval mode, as one conv.
+
+    w' = w * g / sqrt(v + eps) per output channel; b' = (b - m) * g / sqrt(v + eps) + beta.
+    """
+    scale = norm_weight * torch.rsqrt(running_var + eps)
+    folded_bias = norm_bias - running_mean * scale
+    if bias is not None:
+        folded_bias = folded_bias + bias * scale
+    return weight * scale.reshape(-1, 1, 1, 1), folded_bias
 
 
 class ConvNormAct(nn.Conv2d):
@@ -105,11 +131,36 @@ class ConvNormAct(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre_act:
             x = self.activation(x)
-        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        x = self.norm(x)
+        x = self.conv_norm(x)
         if not self.pre_act:
             x = self.activation(x)
         return x
+
+    def conv_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+
+
+class _FoldsBatchNorm:
+    """Mixin for blocks whose ``norm`` is a batch norm: the folded conv weight and bias."""
+
+    def folded(
+        self, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        norm_weight, norm_bias = self.norm.weight, self.norm.bias
+        mean, var = self.norm.running_mean, self.norm.running_var
+        assert norm_weight is not None and norm_bias is not None
+        assert mean is not None and var is not None
+        return fold_batch_norm(weight, bias, norm_weight, norm_bias, mean, var, self.norm.eps)
+
+
+class ConvBNAct(_FoldsBatchNorm, ConvNormAct):
+    """:class:`ConvNormAct` with a batch norm, folded into the conv in eval mode (one pass)."""
+
+    def conv_norm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.norm(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+        weight, bias = self.folded(self.weight, self.bias)
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
 
 
 class SeparableConvNormAct(nn.Module):
@@ -153,10 +204,23 @@ class SeparableConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre_act:
             x = self.activation(x)
-        x = self.norm(self.pointwise(self.depthwise(x)))
+        x = self.pointwise_norm(self.depthwise(x))
         if not self.pre_act:
             x = self.activation(x)
         return x
+
+    def pointwise_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.pointwise(x))
+
+
+class SeparableConvBNAct(_FoldsBatchNorm, SeparableConvNormAct):
+    """:class:`SeparableConvNormAct` with a batch norm, folded into the pointwise conv in eval."""
+
+    def pointwise_norm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.norm(self.pointwise(x))
+        weight, bias = self.folded(self.pointwise.weight, self.pointwise.bias)
+        return F.conv2d(x, weight, bias)
 
 
 def build_conv(
@@ -178,14 +242,18 @@ def build_conv(
     ``bias=None`` means "bias only without norm" (Detectron2's and mmcv's rule); TF references
     keep the bias in front of BN, which ``bias=True`` reproduces.
     """
-    block = SeparableConvNormAct if separable else ConvNormAct
+    norm_layer = get_norm_layer(norm, out_channels, norm_eps, norm_momentum)
+    if isinstance(norm_layer, FOLDABLE_NORMS):
+        block = SeparableConvBNAct if separable else ConvBNAct
+    else:
+        block = SeparableConvNormAct if separable else ConvNormAct
     return block(
         in_channels,
         out_channels,
         kernel_size,
         stride=stride,
         bias=(norm == "") if bias is None else bias,
-        norm=get_norm_layer(norm, out_channels, norm_eps, norm_momentum),
+        norm=norm_layer,
         activation=activation,
         pre_act=pre_act,
     )

@@ -60,7 +60,8 @@ class _WeightedFusion(nn.Module):
         weights = self.normalized_weights()
         out = xs[0] * weights[0]
         for i in range(1, len(xs)):
-            out = out + xs[i] * weights[i]
+            # One fused pass per input; in place on a fresh tensor (autograd keeps xs and weights).
+            out = out.addcmul_(xs[i], weights[i])
         return out
 
 

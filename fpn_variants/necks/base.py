@@ -30,6 +30,8 @@ class PyramidNeck(Backbone):
     # Checkpoint key prefixes of other implementations that load into this one, {theirs: ours}.
     _checkpoint_aliases: Dict[str, str]
     _version = 1
+    # Run the neck in NHWC memory format: oneDNN's convs are 20-60% faster in it on CPU.
+    channels_last: torch.jit.Final[bool]
 
     def __init__(self, bottom_up: Backbone, in_features: Sequence[str], out_channels: int):
         """
@@ -68,6 +70,7 @@ class PyramidNeck(Backbone):
         self.input_channels = [shapes[f].channels for f in in_features]
         self.out_channels = out_channels
         self._checkpoint_aliases = {}
+        self.channels_last = True
 
     def _set_graphs(
         self,
@@ -78,6 +81,7 @@ class PyramidNeck(Backbone):
         """Install the graphs and derive the output names, strides and channels from them."""
         self.stem = stem if stem is not None else _Passthrough()
         self.cells = nn.ModuleList(cells)
+        self.set_channels_last(self.channels_last)
         last = cells[-1]
         self._out_features = [f"p{lvl}" for lvl in last.output_levels]
         self._out_feature_strides = {f"p{lvl}": 2**lvl for lvl in last.output_levels}
@@ -87,6 +91,17 @@ class PyramidNeck(Backbone):
         self.min_level = self.input_levels[0]
         self.num_extra_levels = max(last.output_levels[-1] - self.input_levels[-1], 0)
         self._size_divisibility = size_divisibility
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """Run the neck in NHWC (default, faster on CPU) or NCHW memory format.
+
+        Results agree to float32 rounding (different kernel summation orders); NCHW runs the same
+        kernels as Detectron2's FPN, hence bitwise-equal outputs for the same weights.
+        """
+        self.channels_last = enabled
+        memory_format = torch.channels_last if enabled else torch.contiguous_format
+        self.stem.to(memory_format=memory_format)
+        self.cells.to(memory_format=memory_format)
 
     @property
     def size_divisibility(self) -> int:
@@ -98,6 +113,8 @@ class PyramidNeck(Backbone):
     def forward_neck(self, bottom_up_features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """The neck alone: bottom-up features (at least ``in_features``) -> pyramid outputs."""
         feats = [bottom_up_features[f] for f in self.in_features]
+        if self.channels_last:
+            feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         sizes = [[f.shape[-2], f.shape[-1]] for f in feats]
         for _ in range(self.num_extra_levels):
             # Stride-2 ops above the inputs (pooling with SAME padding, 3x3 convs with padding 1)

@@ -1,0 +1,204 @@
+"""Neck latency of fpn_variants against the peer implementations, in one process.
+
+Each pair runs on identical input tensors (batch 1, eval mode, no grad), timed in turns so that
+machine noise falls on both alike; the ratio ours/peer uses medians. Also reports this machine's
+conv roofline and the fraction of it each neck achieves (fvcore FLOPs / latency / roofline).
+
+    python benchmarks/bench_necks.py [--repeats 10] [--threads 2] [--out output/bench_necks]
+"""
+
+import argparse
+import copy
+import json
+import os
+import sys
+from typing import Callable, Dict, List
+
+import torch
+from detectron2.modeling import Backbone
+
+from fpn_variants import FPN, NASFPN, BiFPN, PANet
+from fpn_variants.analysis import conv_roofline, count_flops, interleaved_latency
+
+R50 = {2: 256, 3: 512, 4: 1024, 5: 2048}
+
+
+class GivenFeatures(Backbone):
+    """A bottom-up stand-in returning fixed features, so that a full forward times the neck."""
+
+    def __init__(self, channels: Dict[int, int]):
+        super().__init__()
+        self.features: Dict[str, torch.Tensor] = {}
+        self._out_features = [f"res{lvl}" for lvl in channels]
+        self._out_feature_channels = {f"res{lvl}": ch for lvl, ch in channels.items()}
+        self._out_feature_strides = {f"res{lvl}": 2**lvl for lvl in channels}
+
+    def forward(self, x):
+        return self.features
+
+
+def make_features(channels: Dict[int, int], size: int) -> Dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return {
+        f"res{lvl}": torch.randn(1, ch, -(-size // 2**lvl), -(-size // 2**lvl), generator=gen)
+        for lvl, ch in channels.items()
+    }
+
+
+def our_runner(neck, feats):
+    neck = neck.eval()
+    return (lambda: neck.forward_neck(feats)), neck
+
+
+def pair_detectron2_fpn(levels: str, size: int):
+    from detectron2.modeling.backbone.fpn import FPN as D2FPN
+    from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+
+    channels = R50 if levels == "p2p6" else {k: v for k, v in R50.items() if k >= 3}
+    feats = make_features(channels, size)
+    names = list(feats)
+    bottom_up = GivenFeatures(channels)
+    bottom_up.features = feats
+    top = LastLevelMaxPool() if levels == "p2p6" else LastLevelP6P7(2048, 256)
+    theirs = D2FPN(bottom_up=bottom_up, in_features=names, out_channels=256, top_block=top).eval()
+    ours = FPN(
+        bottom_up=GivenFeatures(channels),
+        in_features=names,
+        out_channels=256,
+        top_block="maxpool" if levels == "p2p6" else "p6p7",
+    )
+    ours.load_state_dict(theirs.state_dict(), strict=False)
+    x = torch.zeros(1)
+    return (lambda: theirs(x)), our_runner(ours, feats), feats
+
+
+def pair_effdet_bifpn(width: int, size: int):
+    import effdet
+    from effdet.efficientdet import BiFpn
+
+    from fpn_variants.convert import convert_effdet_bifpn, load_neck_state_dict
+
+    channels = {3: 40, 4: 112, 5: 320} if width == 64 else {3: 512, 4: 1024, 5: 2048}
+    cfg = effdet.get_efficientdet_config("tf_efficientdet_d0")
+    cfg.image_size = (size, size)
+    cfg.fpn_channels = width
+    info = [dict(num_chs=c, reduction=2**lvl) for lvl, c in channels.items()]
+    theirs = BiFpn(cfg, copy.deepcopy(info)).eval()
+    feats = make_features(channels, size)
+    ours = BiFPN(bottom_up=GivenFeatures(channels), in_features=list(feats), out_channels=width)
+    load_neck_state_dict(ours, convert_effdet_bifpn(theirs.state_dict(), ours))
+    inputs = list(feats.values())
+    return (lambda: theirs(list(inputs))), our_runner(ours, feats), feats
+
+
+def _mmdet_necks():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from peers import import_peer  # the mmcv-lite placeholder lives with the tests
+
+    return import_peer("mmdet.models.necks")
+
+
+def pair_mmdet_pafpn(size: int):
+    from fpn_variants.convert import convert_mmdet_pafpn, load_neck_state_dict
+
+    theirs = _mmdet_necks().PAFPN(in_channels=list(R50.values()), out_channels=256, num_outs=5)
+    feats = make_features(R50, size)
+    ours = PANet(
+        bottom_up=GivenFeatures(R50), in_features=list(feats), ordering="mmdet", activation=""
+    )
+    load_neck_state_dict(ours, convert_mmdet_pafpn(theirs.state_dict(), ours))
+    inputs = tuple(feats.values())
+    theirs.eval()
+    return (lambda: theirs(inputs)), our_runner(ours, feats), feats
+
+
+def pair_mmdet_nasfpn(size: int):
+    from fpn_variants.convert import convert_mmdet_nasfpn, load_neck_state_dict
+
+    theirs = (
+        _mmdet_necks()
+        .NASFPN(
+            in_channels=list(R50.values()),
+            out_channels=256,
+            num_outs=5,
+            stack_times=7,
+            start_level=1,
+            norm_cfg=dict(type="BN"),
+        )
+        .eval()
+    )
+    feats = make_features(R50, size)
+    ours = NASFPN(
+        bottom_up=GivenFeatures(R50), in_features=["res3", "res4", "res5"], reference="mmdet"
+    )
+    load_neck_state_dict(ours, convert_mmdet_nasfpn(theirs.state_dict(), ours))
+    inputs = tuple(feats.values())
+    return (lambda: theirs(inputs)), our_runner(ours, feats), feats
+
+
+PAIRS: Dict[str, Callable] = {
+    "detectron2 FPN P2-P6 @800": lambda: pair_detectron2_fpn("p2p6", 800),
+    "detectron2 FPN P3-P7 @800": lambda: pair_detectron2_fpn("p3p7", 800),
+    "effdet BiFPN D0 @512": lambda: pair_effdet_bifpn(64, 512),
+    "effdet BiFPN R50 W256 D3 @640": lambda: pair_effdet_bifpn(256, 640),
+    "mmdet PAFPN P2-P6 @800": lambda: pair_mmdet_pafpn(800),
+    "mmdet NASFPN 7@256 @640": lambda: pair_mmdet_nasfpn(640),
+}
+
+
+def max_rel_diff(a, b) -> float:
+    """max |a - b| / max |b| over the output levels."""
+    a = list(a.values()) if isinstance(a, dict) else list(a)
+    b = list(b.values()) if isinstance(b, dict) else list(b)
+    return max((x - y).abs().max().item() / y.abs().max().item() for x, y in zip(a, b))
+
+
+def main(argv: List[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="substrings of pair names to run")
+    parser.add_argument("--out", default="output/bench_necks")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    roofline = conv_roofline()
+    print(f"threads={args.threads}  conv roofline {roofline['gflops_per_s']:.1f} GFLOP/s (fvcore)")
+    results = {"threads": args.threads, "roofline": roofline, "pairs": {}}
+    for name, make in PAIRS.items():
+        if args.only and not any(s in name for s in args.only):
+            continue
+        try:
+            theirs, (ours, neck), feats = make()
+        except ImportError as e:
+            print(f"{name}: peer not installed ({e}); skipped")
+            continue
+        with torch.no_grad():
+            diff = max_rel_diff(ours(), theirs())
+        flops = count_flops(_NeckOnly(neck), (feats,))
+        stats = interleaved_latency({"ours": ours, "peer": theirs}, repeats=args.repeats)
+        ratio = stats["ours"]["median"] / stats["peer"]["median"]
+        fraction = flops / stats["ours"]["min"] / 1e9 / roofline["gflops_per_s"]
+        results["pairs"][name] = dict(
+            stats, ratio=ratio, gflops=flops / 1e9, roofline_fraction=fraction, max_rel_diff=diff
+        )
+        print(
+            f"{name:32s} ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
+            f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  "
+            f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline  rel. diff {diff:.1e}"
+        )
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+
+
+class _NeckOnly(torch.nn.Module):
+    def __init__(self, neck):
+        super().__init__()
+        self.neck = neck
+
+    def forward(self, feats):
+        return self.neck.forward_neck(feats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Cost measurements: parameters, FLOPs, CPU latency, the conv roofline of this machine.
+
+FLOPs follow fvcore's convention (one fused multiply-add counts as one flop, as Detectron2's
+``FlopCountAnalysis`` and its model zoo report them); only ops fvcore knows are counted (convs,
+matmuls, upsampling, pooling are among them; element-wise ops are not).
+"""
+
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+__all__ = [
+    "conv_roofline",
+    "count_flops",
+    "count_parameters",
+    "interleaved_latency",
+    "latency_stats",
+]
+
+
+def count_parameters(module: nn.Module, exclude_prefix: str = "") -> int:
+    """Number of parameters, leaving out those whose name starts with ``exclude_prefix``."""
+    return sum(
+        p.numel()
+        for name, p in module.named_parameters()
+        if not (exclude_prefix and name.startswith(exclude_prefix))
+    )
+
+
+def count_flops(module: nn.Module, inputs) -> int:
+    """fvcore FLOPs (multiply-adds) of ``module(*inputs)``; silent about unsupported ops."""
+    analysis = FlopCountAnalysis(module, inputs)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    return int(analysis.total())
+
+
+def latency_stats(times: List[float]) -> Dict[str, float]:
+    """Median and min (seconds) of repeated timings."""
+    return {"median": statistics.median(times), "min": min(times), "repeats": len(times)}
+
+
+@torch.no_grad()
+def interleaved_latency(
+    runs: Dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2
+) -> Dict[str, Dict[str, float]]:
+    """Time several callables in turns (A B C A B C ...), so that load on a noisy machine falls on
+    all of them alike. Returns {name: latency_stats}."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: latency_stats(t) for name, t in times.items()}
+
+
+@torch.no_grad()
+def conv_roofline(channels: int = 256, size: int = 100, repeats: int = 5) -> Dict[str, float]:
+    """Achieved GFLOP/s (fvcore convention) of one large 3x3 convolution at the current thread
+    count, in the faster of the two memory formats: the practical ceiling for a neck here."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1).eval()
+    x = torch.randn(1, channels, size, size)
+    flops = channels * channels * 9 * size * size
+    best = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        conv = conv.to(memory_format=fmt)
+        xf = x.contiguous(memory_format=fmt)
+        stats = interleaved_latency({"conv": lambda: conv(xf)}, repeats=repeats)["conv"]
+        best[str(fmt).split(".")[-1]] = flops / stats["min"] / 1e9
+    return {"gflops_per_s": max(best.values()), **{f"gflops_per_s_{k}": v for k, v in best.items()}}
