@@ -18,7 +18,7 @@ import torch
 from detectron2.modeling import Backbone
 
 from fpn_variants import FPN, NASFPN, BiFPN, PANet
-from fpn_variants.analysis import conv_roofline, count_flops, interleaved_latency
+from fpn_variants.analysis import count_flops, interleaved_latency
 
 R50 = {2: 256, 3: 512, 4: 1024, 5: 2048}
 
@@ -136,6 +136,39 @@ def pair_mmdet_nasfpn(size: int):
     return (lambda: theirs(inputs)), our_runner(ours, feats), feats
 
 
+def pair_centernet2_bifpn(size: int):
+    from centernet.modeling.backbone.bifpn import BiFPN as CN2BiFPN
+
+    channels = {k: v for k, v in R50.items() if k >= 3}
+    feats = make_features(channels, size)
+    bottom_up = GivenFeatures(channels)
+    bottom_up.features = feats
+    # CenterNet2's defaults: 160 channels, 6 layers, GN, regular convs, bias only without norm.
+    theirs = CN2BiFPN(
+        cfg=None,
+        bottom_up=bottom_up,
+        in_features=list(feats),
+        out_channels=160,
+        norm="GN",
+        num_levels=5,
+        num_bifpn=6,
+        separable_conv=False,
+    ).eval()
+    ours = BiFPN(
+        bottom_up=GivenFeatures(channels),
+        in_features=list(feats),
+        out_channels=160,
+        num_repeats=6,
+        separable_conv=False,
+        norm="GN",
+        redundant_bias=False,
+    )
+    x = torch.zeros(1)
+    # Not the same function (CenterNet2 pools with kernel 2, effdet/TF with kernel 3 SAME), so the
+    # outputs are not compared, only the cost.
+    return (lambda: theirs(x)), our_runner(ours, feats), feats
+
+
 PAIRS: Dict[str, Callable] = {
     "detectron2 FPN P2-P6 @800": lambda: pair_detectron2_fpn("p2p6", 800),
     "detectron2 FPN P3-P7 @800": lambda: pair_detectron2_fpn("p3p7", 800),
@@ -143,7 +176,10 @@ PAIRS: Dict[str, Callable] = {
     "effdet BiFPN R50 W256 D3 @640": lambda: pair_effdet_bifpn(256, 640),
     "mmdet PAFPN P2-P6 @800": lambda: pair_mmdet_pafpn(800),
     "mmdet NASFPN 7@256 @640": lambda: pair_mmdet_nasfpn(640),
+    "CenterNet2 BiFPN W160 D6 @640": lambda: pair_centernet2_bifpn(640),
 }
+# Pairs whose outputs are not the same function (different pooling), compared on cost only.
+COST_ONLY = {"CenterNet2 BiFPN W160 D6 @640"}
 
 
 def max_rel_diff(a, b) -> float:
@@ -158,12 +194,16 @@ def main(argv: List[str] = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="substrings of pair names to run")
+    parser.add_argument("--train", action="store_true", help="also time training steps")
     parser.add_argument("--out", default="output/bench_necks")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    roofline = conv_roofline()
-    print(f"threads={args.threads}  conv roofline {roofline['gflops_per_s']:.1f} GFLOP/s (fvcore)")
-    results = {"threads": args.threads, "roofline": roofline, "pairs": {}}
+    roof_conv, roof_x, roof_flops = roofline_conv()
+    print(
+        f"threads={args.threads}; FLOPs: fvcore (1 multiply-add = 1 flop); latency: batch 1, "
+        f"eval, no grad, median of {args.repeats} interleaved runs"
+    )
+    results = {"threads": args.threads, "repeats": args.repeats, "pairs": {}}
     for name, make in PAIRS.items():
         if args.only and not any(s in name for s in args.only):
             continue
@@ -171,24 +211,71 @@ def main(argv: List[str] = None) -> None:
             theirs, (ours, neck), feats = make()
         except ImportError as e:
             print(f"{name}: peer not installed ({e}); skipped")
+            results["pairs"][name] = {"skipped": str(e)}
             continue
         with torch.no_grad():
-            diff = max_rel_diff(ours(), theirs())
+            diff = None if name in COST_ONLY else max_rel_diff(ours(), theirs())
         flops = count_flops(_NeckOnly(neck), (feats,))
-        stats = interleaved_latency({"ours": ours, "peer": theirs}, repeats=args.repeats)
+        with torch.no_grad():
+            stats = interleaved_latency(
+                {"ours": ours, "peer": theirs, "roofline": lambda: roof_conv(roof_x)},
+                repeats=args.repeats,
+            )
         ratio = stats["ours"]["median"] / stats["peer"]["median"]
-        fraction = flops / stats["ours"]["min"] / 1e9 / roofline["gflops_per_s"]
+        roofline = roof_flops / stats["roofline"]["median"] / 1e9
+        fraction = flops / stats["ours"]["median"] / 1e9 / roofline
         results["pairs"][name] = dict(
-            stats, ratio=ratio, gflops=flops / 1e9, roofline_fraction=fraction, max_rel_diff=diff
+            stats,
+            ratio=ratio,
+            gflops=flops / 1e9,
+            roofline_gflops_per_s=roofline,
+            roofline_fraction=fraction,
+            max_rel_diff=diff,
         )
         print(
             f"{name:32s} ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
             f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  "
-            f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline  rel. diff {diff:.1e}"
+            f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline "
+            f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}"
         )
+        if args.train:
+            results["pairs"][name]["train"] = train_mode_ratio(neck, feats, args.repeats)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
+
+
+def train_mode_ratio(neck, feats, repeats: int) -> Dict[str, float]:
+    """Training step (forward + backward) of our neck in NHWC against the plain NCHW layout."""
+    nchw = copy.deepcopy(neck)
+    nchw.set_channels_last(False)
+
+    def step(model):
+        def run():
+            model.zero_grad(set_to_none=True)
+            out = model.forward_neck(feats)
+            sum(o.mean() for o in out.values()).backward()
+
+        return run
+
+    for model in (neck, nchw):
+        model.train()
+    stats = interleaved_latency({"nhwc": step(neck), "nchw": step(nchw)}, repeats=repeats)
+    neck.eval()
+    ratio = stats["nhwc"]["median"] / stats["nchw"]["median"]
+    print(
+        f"{'':32s} training step: NHWC {stats['nhwc']['median'] * 1e3:8.1f} ms  NCHW "
+        f"{stats['nchw']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}"
+    )
+    return dict(stats, ratio=ratio)
+
+
+def roofline_conv():
+    """A large 3x3 convolution (256 -> 256 channels, 100 x 100) in the faster memory format,
+    timed in turns with each pair: its GFLOP/s is this machine's practical ceiling."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 256, 100, 100).contiguous(memory_format=torch.channels_last)
+    return conv, x, 256 * 256 * 9 * 100 * 100
 
 
 class _NeckOnly(torch.nn.Module):

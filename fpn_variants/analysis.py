@@ -44,12 +44,11 @@ def latency_stats(times: List[float]) -> Dict[str, float]:
     return {"median": statistics.median(times), "min": min(times), "repeats": len(times)}
 
 
-@torch.no_grad()
 def interleaved_latency(
     runs: Dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2
 ) -> Dict[str, Dict[str, float]]:
     """Time several callables in turns (A B C A B C ...), so that load on a noisy machine falls on
-    all of them alike. Returns {name: latency_stats}."""
+    all of them alike (grad mode is the caller's). Returns {name: latency_stats}."""
     for fn in runs.values():
         for _ in range(warmup):
             fn()
@@ -73,6 +72,7 @@ def conv_roofline(channels: int = 256, size: int = 100, repeats: int = 5) -> Dic
     for fmt in (torch.contiguous_format, torch.channels_last):
         conv = conv.to(memory_format=fmt)
         xf = x.contiguous(memory_format=fmt)
-        stats = interleaved_latency({"conv": lambda: conv(xf)}, repeats=repeats)["conv"]
+        with torch.no_grad():
+            stats = interleaved_latency({"conv": lambda: conv(xf)}, repeats=repeats)["conv"]
         best[str(fmt).split(".")[-1]] = flops / stats["min"] / 1e9
     return {"gflops_per_s": max(best.values()), **{f"gflops_per_s_{k}": v for k, v in best.items()}}

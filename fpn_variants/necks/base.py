@@ -30,7 +30,8 @@ class PyramidNeck(Backbone):
     # Checkpoint key prefixes of other implementations that load into this one, {theirs: ours}.
     _checkpoint_aliases: Dict[str, str]
     _version = 1
-    # Run the neck in NHWC memory format: oneDNN's convs are 20-60% faster in it on CPU.
+    # Run the neck in NHWC memory format at inference: oneDNN's convs are 20-60% faster in it on
+    # CPU (training steps are not: they stay NCHW).
     channels_last: torch.jit.Final[bool]
 
     def __init__(self, bottom_up: Backbone, in_features: Sequence[str], out_channels: int):
@@ -93,13 +94,22 @@ class PyramidNeck(Backbone):
         self._size_divisibility = size_divisibility
 
     def set_channels_last(self, enabled: bool) -> None:
-        """Run the neck in NHWC (default, faster on CPU) or NCHW memory format.
+        """Run the neck in NHWC (default, faster on CPU) or NCHW memory format in eval mode.
 
         Results agree to float32 rounding (different kernel summation orders); NCHW runs the same
         kernels as Detectron2's FPN, hence bitwise-equal outputs for the same weights.
         """
         self.channels_last = enabled
-        memory_format = torch.channels_last if enabled else torch.contiguous_format
+        self._apply_memory_format()
+
+    def train(self, mode: bool = True) -> "PyramidNeck":
+        super().train(mode)
+        self._apply_memory_format()
+        return self
+
+    def _apply_memory_format(self) -> None:
+        nhwc = self.channels_last and not self.training
+        memory_format = torch.channels_last if nhwc else torch.contiguous_format
         self.stem.to(memory_format=memory_format)
         self.cells.to(memory_format=memory_format)
 
@@ -113,7 +123,7 @@ class PyramidNeck(Backbone):
     def forward_neck(self, bottom_up_features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """The neck alone: bottom-up features (at least ``in_features``) -> pyramid outputs."""
         feats = [bottom_up_features[f] for f in self.in_features]
-        if self.channels_last:
+        if self.channels_last and not self.training:
             feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         sizes = [[f.shape[-2], f.shape[-1]] for f in feats]
         for _ in range(self.num_extra_levels):
