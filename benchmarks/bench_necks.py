@@ -18,7 +18,7 @@ import torch
 from detectron2.modeling import Backbone
 
 from fpn_variants import FPN, NASFPN, BiFPN, PANet
-from fpn_variants.analysis import count_flops, interleaved_latency
+from fpn_variants.analysis import count_neck_flops, interleaved_latency
 
 R50 = {2: 256, 3: 512, 4: 1024, 5: 2048}
 
@@ -215,7 +215,7 @@ def main(argv: List[str] = None) -> None:
             continue
         with torch.no_grad():
             diff = None if name in COST_ONLY else max_rel_diff(ours(), theirs())
-        flops = count_flops(_NeckOnly(neck), (feats,))
+        flops = count_neck_flops(neck, feats)
         with torch.no_grad():
             stats = interleaved_latency(
                 {"ours": ours, "peer": theirs, "roofline": lambda: roof_conv(roof_x)},
@@ -276,15 +276,6 @@ def roofline_conv():
     conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
     x = torch.randn(1, 256, 100, 100).contiguous(memory_format=torch.channels_last)
     return conv, x, 256 * 256 * 9 * 100 * 100
-
-
-class _NeckOnly(torch.nn.Module):
-    def __init__(self, neck):
-        super().__init__()
-        self.neck = neck
-
-    def forward(self, feats):
-        return self.neck.forward_neck(feats)
 
 
 if __name__ == "__main__":

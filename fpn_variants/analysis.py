@@ -16,6 +16,7 @@ from torch import nn
 __all__ = [
     "conv_roofline",
     "count_flops",
+    "count_neck_flops",
     "count_parameters",
     "interleaved_latency",
     "latency_stats",
@@ -37,6 +38,20 @@ def count_flops(module: nn.Module, inputs) -> int:
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return int(analysis.total())
+
+
+def count_neck_flops(neck: nn.Module, bottom_up_features: Dict[str, torch.Tensor]) -> int:
+    """fvcore FLOPs of a :class:`~fpn_variants.necks.PyramidNeck` alone on given features."""
+    return count_flops(_NeckOnly(neck), (bottom_up_features,))
+
+
+class _NeckOnly(nn.Module):
+    def __init__(self, neck: nn.Module):
+        super().__init__()
+        self.neck = neck
+
+    def forward(self, bottom_up_features: Dict[str, torch.Tensor]):
+        return self.neck.forward_neck(bottom_up_features)
 
 
 def latency_stats(times: List[float]) -> Dict[str, float]:
