@@ -1,0 +1,156 @@
+"""Pictures: per-level feature maps of one image for each neck, and the scale-assignment
+histogram of a dataset (which pyramid level each ground-truth box is pooled from)."""
+
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.modeling import build_model
+from detectron2.modeling.poolers import assign_boxes_to_levels
+from detectron2.structures import Boxes, BoxMode
+
+from .engine import Checkpointer
+
+__all__ = [
+    "box_levels",
+    "feature_energy",
+    "plot_feature_maps",
+    "plot_scale_histogram",
+    "pooler_levels",
+    "test_resize_scale",
+]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@torch.no_grad()
+def feature_energy(cfg: CfgNode, weights: str = "") -> Dict:
+    """Run the first validation image through the model's bottom-up network and neck.
+
+    Returns:
+        dict: "image" (H, W, 3 uint8 RGB) and "levels" {"p<l>": (h, w) array, the mean absolute
+        activation over channels}.
+    """
+    model = build_model(cfg).eval()
+    if weights:
+        Checkpointer(model).load(weights)
+    sample = next(iter(build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])))[0]
+    images = model.preprocess_image([sample])
+    features = model.backbone(images.tensor)
+    image = sample["image"].permute(1, 2, 0).numpy()
+    if cfg.INPUT.FORMAT == "BGR":
+        image = image[:, :, ::-1]
+    levels = {name: f[0].abs().mean(dim=0).numpy() for name, f in features.items()}
+    return {"image": np.ascontiguousarray(image).astype(np.uint8), "levels": levels}
+
+
+def plot_feature_maps(maps: Dict[str, Dict], path: str) -> None:
+    """One row per neck: the input image, then each output level (own color scale per map)."""
+    plt = _pyplot()
+    names = list(maps)
+    cols = 1 + max(len(m["levels"]) for m in maps.values())
+    fig, axes = plt.subplots(len(names), cols, figsize=(2.2 * cols, 2.3 * len(names)))
+    axes = np.atleast_2d(axes)
+    for row, name in enumerate(names):
+        axes[row, 0].imshow(maps[name]["image"])
+        axes[row, 0].set_ylabel(name, fontsize=11)
+        axes[row, 0].set_title("input" if row == 0 else "", fontsize=9)
+        for col, (level, energy) in enumerate(maps[name]["levels"].items(), start=1):
+            axes[row, col].imshow(energy, cmap="magma")
+            axes[row, col].set_title(f"{level} {energy.shape[0]}x{energy.shape[1]}", fontsize=9)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Mean |activation| per output level (first validation image)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def box_levels(
+    dataset: str,
+    min_level: int = 2,
+    max_level: int = 5,
+    canonical_box_size: int = 224,
+    canonical_level: int = 4,
+    scale: float = 1.0,
+) -> Dict[str, np.ndarray]:
+    """Pyramid level of every ground-truth box of ``dataset`` as Detectron2's ROIPooler assigns
+    it: k = floor(k0 + log2(sqrt(wh) / 224)), clamped to [min_level, max_level].
+
+    Args:
+        scale (float): factor applied to the boxes first (the test-time resize of the images).
+
+    Returns:
+        dict: "levels" (assigned, clamped) and "unclamped" (the formula alone) per box.
+    """
+    boxes = []
+    for record in DatasetCatalog.get(dataset):
+        for ann in record.get("annotations", []):
+            box = BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)
+            boxes.append([c * scale for c in box])
+    boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+    assigned = assign_boxes_to_levels(
+        [boxes], min_level, max_level, canonical_box_size, canonical_level
+    )
+    sizes = torch.sqrt(boxes.area())
+    unclamped = torch.floor(canonical_level + torch.log2(sizes / canonical_box_size + 1e-8))
+    return {"levels": (assigned + min_level).numpy(), "unclamped": unclamped.numpy()}
+
+
+def plot_scale_histogram(
+    levels: Dict[str, np.ndarray], path: str, title: str, level_range: Sequence[int]
+) -> None:
+    """Bar chart of boxes per assigned level, with the unclamped formula's spread beside it."""
+    plt = _pyplot()
+    low = int(min(levels["unclamped"].min(), level_range[0]))
+    high = int(max(levels["unclamped"].max(), level_range[-1]))
+    ks = list(range(low, high + 1))
+    assigned = [int((levels["levels"] == k).sum()) for k in ks]
+    formula = [int((levels["unclamped"] == k).sum()) for k in ks]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x = np.arange(len(ks))
+    ax.bar(x - 0.2, formula, 0.4, label="floor(4 + log2(sqrt(wh)/224))", color="#bbbbbb")
+    clamp = f"P{level_range[0]}-P{level_range[-1]}"
+    ax.bar(x + 0.2, assigned, 0.4, label=f"assigned (clamped to {clamp})", color="#1f77b4")
+    for xi, count in zip(x, assigned):
+        if count:
+            ax.text(xi + 0.2, count, str(count), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"P{k}" for k in ks])
+    ax.set_ylabel("ground-truth boxes")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    plt = _pyplot()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def test_resize_scale(cfg: CfgNode, dataset: str) -> float:
+    """The factor by which the test-time resize scales the dataset's first image."""
+    record = DatasetCatalog.get(dataset)[0]
+    short, long = sorted((record["height"], record["width"]))
+    scale = cfg.INPUT.MIN_SIZE_TEST / short
+    if long * scale > cfg.INPUT.MAX_SIZE_TEST:
+        scale = cfg.INPUT.MAX_SIZE_TEST / long
+    return scale
+
+
+def pooler_levels(cfg: CfgNode) -> List[int]:
+    """The levels the ROI heads pool from (e.g. [2, 3, 4, 5] for P2-P5)."""
+    return sorted(int(name[1:]) for name in cfg.MODEL.ROI_HEADS.IN_FEATURES)
