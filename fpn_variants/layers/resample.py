@@ -29,17 +29,16 @@ UPSAMPLE_MODES = ("nearest", "bilinear", "deconv")
 
 
 def fit_to_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
-    """Crop (N, C, H, W) to ``size`` when it is at least as large; otherwise resize (nearest).
+    """Crop (N, C, H, W) to ``size``; resize (nearest) instead if it is smaller.
 
-    Cropping is the geometrically right fix after a k-times nearest upsampling of a map whose
-    size was rounded up by a stride-k downsampling (the usual ceil convention).
+    Every spatial op here returns at least the target size (k-times upsampling of a map rounded
+    up by a stride-k downsampling, SAME pooling, stride-2 3x3 convs with padding 1), so this is a
+    crop, and slicing to the full size is free. The crop has no branch on the sizes, so a trace
+    of it holds at every input size; the resize covers bottom-up networks that round down.
     """
-    h, w = x.shape[-2], x.shape[-1]
-    if h == size[0] and w == size[1]:
-        return x
-    if h >= size[0] and w >= size[1]:
-        return x[:, :, : size[0], : size[1]]
-    return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+    if not torch.jit.is_tracing() and (x.shape[-2] < size[0] or x.shape[-1] < size[1]):
+        return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+    return x[:, :, : size[0], : size[1]]
 
 
 class FitSize(nn.Module):
@@ -88,7 +87,9 @@ class Upsample(nn.Module):
 class MaxPoolSame(nn.Module):
     """Max-pooling with TensorFlow "SAME" padding: output size ceil(H / stride).
 
-    Padding is split as TF does (the extra pixel after), and padded positions never win the max.
+    The padding is split as TF does (the extra pixel after) and made of -inf, so padded positions
+    never win. It is computed with shape arithmetic only (no branch, no ``ceil_mode``), so traces
+    and ONNX exports hold at every input size. Kernel 1 is a strided subsampling.
     Shapes: (N, C, H, W) -> (N, C, ceil(H / s), ceil(W / s)), then fitted to the target size.
     """
 
@@ -100,14 +101,17 @@ class MaxPoolSame(nn.Module):
         self.kernel_size = kernel_size
         self.stride = stride
 
-    def _pad_before(self, length: int) -> int:
-        out = (length + self.stride - 1) // self.stride
-        return max((out - 1) * self.stride + self.kernel_size - length, 0) // 2
+    def _total_padding(self, length: int) -> int:
+        # (ceil(L / s) - 1) * s + k - L = k - 1 - (L - 1) % s, clamped at 0 without a branch.
+        total = self.kernel_size - 1 - (length - 1) % self.stride
+        return (total + abs(total)) // 2
 
     def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
-        padding = (self._pad_before(x.shape[-2]), self._pad_before(x.shape[-1]))
-        # ceil_mode keeps the trailing partial window, which is TF's extra padding "after".
-        x = F.max_pool2d(x, self.kernel_size, self.stride, padding, ceil_mode=True)
+        if self.kernel_size == 1:
+            return fit_to_size(x[:, :, :: self.stride, :: self.stride], size)
+        pad_h, pad_w = self._total_padding(x.shape[-2]), self._total_padding(x.shape[-1])
+        pads = [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
+        x = F.max_pool2d(F.pad(x, pads, value=float("-inf")), self.kernel_size, self.stride)
         return fit_to_size(x, size)
 
 
