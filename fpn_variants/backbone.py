@@ -4,14 +4,17 @@ Each checks the variant-only config nodes, builds the bottom-up network named by
 ``MODEL.BACKBONE.BOTTOM_UP`` and puts the neck on it.
 """
 
+from typing import Dict
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .config import check_variant_keys
-from .necks import FPN, NASFPN, BiFPN, PANet
+from .necks import FPN, NASFPN, BiFPN, PANet, PyramidNeck
 
 __all__ = [
     "NECK_BUILDERS",
+    "check_detector_features",
     "build_bifpn_backbone",
     "build_fpn_backbone",
     "build_nasfpn_backbone",
@@ -22,29 +25,65 @@ __all__ = [
 @BACKBONE_REGISTRY.register()
 def build_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """The original FPN (:class:`fpn_variants.necks.FPN`) over ``MODEL.BACKBONE.BOTTOM_UP``."""
-    check_variant_keys(cfg)
-    return FPN(cfg, input_shape)
+    return _build(FPN, cfg, input_shape)
 
 
 @BACKBONE_REGISTRY.register()
 def build_panet_backbone(cfg, input_shape: ShapeSpec) -> PANet:
     """FPN + PANet bottom-up path augmentation (:class:`fpn_variants.necks.PANet`)."""
-    check_variant_keys(cfg)
-    return PANet(cfg, input_shape)
+    return _build(PANet, cfg, input_shape)
 
 
 @BACKBONE_REGISTRY.register()
 def build_bifpn_backbone(cfg, input_shape: ShapeSpec) -> BiFPN:
     """Repeated BiFPN layers (:class:`fpn_variants.necks.BiFPN`)."""
-    check_variant_keys(cfg)
-    return BiFPN(cfg, input_shape)
+    return _build(BiFPN, cfg, input_shape)
 
 
 @BACKBONE_REGISTRY.register()
 def build_nasfpn_backbone(cfg, input_shape: ShapeSpec) -> NASFPN:
     """Stacked NAS-FPN cells (:class:`fpn_variants.necks.NASFPN`)."""
+    return _build(NASFPN, cfg, input_shape)
+
+
+def _build(neck_cls, cfg, input_shape: ShapeSpec) -> PyramidNeck:
     check_variant_keys(cfg)
-    return NASFPN(cfg, input_shape)
+    neck = neck_cls(cfg, input_shape)
+    check_detector_features(cfg, neck.output_shape())
+    return neck
+
+
+# Config keys naming the pyramid levels each detector reads, by META_ARCHITECTURE.
+_DETECTOR_FEATURE_KEYS = {
+    "GeneralizedRCNN": ("RPN.IN_FEATURES", "ROI_HEADS.IN_FEATURES"),
+    "RetinaNet": ("RETINANET.IN_FEATURES",),
+}
+
+
+def check_detector_features(cfg, shapes: Dict[str, ShapeSpec]) -> None:
+    """Raise ValueError when the detector reads a level the neck does not produce (e.g.
+    RetinaNet asking for p7 of a P2-P6 neck), or when the anchor sizes do not match its levels.
+    """
+    keys = _DETECTOR_FEATURE_KEYS.get(cfg.MODEL.META_ARCHITECTURE, ())
+    for key in keys:
+        node, leaf = key.split(".")
+        wanted = list(cfg.MODEL[node][leaf])
+        missing = [f for f in wanted if f not in shapes]
+        if missing:
+            raise ValueError(
+                f"MODEL.{key}={wanted} asks for {missing}, which the neck does not produce: it "
+                f"outputs {list(shapes)}. Change MODEL.{key}, or the neck's levels "
+                "(MODEL.FPN.IN_FEATURES, MODEL.FPN.TOP_BLOCK)"
+            )
+    if keys:
+        levels = list(cfg.MODEL[keys[0].split(".")[0]].IN_FEATURES)
+        sizes = cfg.MODEL.ANCHOR_GENERATOR.SIZES
+        if len(sizes) not in (1, len(levels)):
+            raise ValueError(
+                f"MODEL.ANCHOR_GENERATOR.SIZES has {len(sizes)} entries but MODEL.{keys[0]} "
+                f"has {len(levels)} levels {levels}: give one list of sizes per level (or one "
+                "list for all)"
+            )
 
 
 # Builder name -> neck class, for every neck this package registers.

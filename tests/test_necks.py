@@ -169,3 +169,36 @@ def test_fast_inference_path_matches_the_straightforward_one(neck, monkeypatch):
     for name in plain:
         scale = max(1.0, plain[name].abs().max().item())
         assert (fast[name] - plain[name]).abs().max().item() <= 1e-5 * scale, name
+
+
+@pytest.mark.parametrize(
+    "neck,levels,key,value,message",
+    [
+        (
+            "build_bifpn_backbone",
+            "p2p6",
+            "MODEL.RETINANET.IN_FEATURES",
+            ["p3", "p4", "p5", "p6", "p7"],
+            r"asks for \['p7'\], which the neck does not produce",
+        ),
+        (
+            "build_fpn_backbone",
+            "p2p6",
+            "MODEL.ANCHOR_GENERATOR.SIZES",
+            [[32], [64]],
+            "SIZES has 2 entries but MODEL.RPN.IN_FEATURES has 5 levels",
+        ),
+    ],
+)
+def test_detector_levels_the_neck_does_not_produce_raise(neck, levels, key, value, message):
+    from detectron2.modeling import build_model
+
+    cfg = neck_cfg(neck, levels)
+    if key.startswith("MODEL.RETINANET"):
+        cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
+    else:
+        cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+        cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ValueError, match=message):
+        build_model(cfg)
