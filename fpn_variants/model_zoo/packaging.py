@@ -1,0 +1,280 @@
+"""Packaging a Detectron2 training output folder as a release listed in the manifest."""
+
+import datetime
+import hashlib
+import io
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import detectron2
+import torch
+from detectron2.config import CfgNode
+from detectron2.modeling import build_model
+
+from .. import __version__
+from ..backbone import NECK_BUILDERS
+from ..io import atomic_write_bytes, atomic_write_text
+from .configs import init_weights, packaged_config, read_training_config, source_config_path
+from .manifest import (
+    NECK_NAMES,
+    REPO_ROOT,
+    PathLike,
+    check_name,
+    json_dumps,
+    load_manifest,
+    locate_manifest,
+    manifest_lock,
+    relpath,
+    write_manifest,
+)
+from .metrics import read_costs, read_metrics_file, read_training_metrics
+from .weights import META_KEY, load_state, read_training_state
+
+__all__ = ["DEFAULT_RELEASES_DIR", "package"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RELEASES_DIR = os.path.join("output", "model_zoo")
+
+
+def _detector_name(cfg: CfgNode) -> str:
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch == "GeneralizedRCNN":
+        return "Mask R-CNN" if cfg.MODEL.MASK_ON else "Faster R-CNN"
+    return arch
+
+
+def _git_commit() -> Optional[str]:
+    """Short HEAD commit of the repository, "-dirty" with uncommitted changes; None if no git."""
+    try:
+        run = dict(cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty.stdout.strip() else "") if commit else None
+
+
+def _versions() -> Dict[str, Optional[str]]:
+    return {
+        "torch": torch.__version__,
+        "detectron2": detectron2.__version__,
+        "fpn_variants": __version__,
+        "fpn_variants_git": _git_commit(),
+        "python": platform.python_version(),
+    }
+
+
+def _default_hardware(cfg: CfgNode) -> str:
+    if str(cfg.MODEL.DEVICE).startswith("cuda") and torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if str(cfg.MODEL.DEVICE).startswith("cuda"):
+        return "GPU"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def _check_free(name: str, manifest_path: Path, release_dir: Path, overwrite: bool) -> None:
+    if overwrite:
+        return
+    where = []
+    if name in load_manifest(manifest_path)["models"]:
+        where.append(f"manifest {manifest_path}")
+    if release_dir.exists():
+        where.append(f"folder {release_dir}")
+    if where:
+        raise FileExistsError(
+            f"model {name!r} is already released ({' and '.join(where)}); nothing was changed. "
+            "Pass --overwrite (overwrite=True) to replace it deliberately, or choose another name."
+        )
+
+
+def package(
+    output_dir: PathLike,
+    name: Optional[str] = None,
+    *,
+    releases_dir: PathLike = DEFAULT_RELEASES_DIR,
+    manifest: Optional[PathLike] = None,
+    weights: Optional[PathLike] = None,
+    config_file: Optional[PathLike] = None,
+    source_config: Optional[str] = None,
+    metrics_file: Optional[PathLike] = None,
+    dataset: Optional[str] = None,
+    costs: Optional[Mapping[str, Any]] = None,
+    hardware: Optional[str] = None,
+    base_url: Optional[str] = None,
+    overwrite: bool = False,
+) -> Dict[str, Any]:
+    """Make a release of the training output folder ``output_dir`` and add it to the manifest.
+
+    The weights are loaded (strictly) into the model built from the config before anything is
+    written, so a release always loads. The release is assembled in a temporary folder and moved
+    into place, and the manifest is replaced atomically, under a lock; on any error the previous
+    release and manifest are left as they were.
+
+    Args:
+        output_dir: a Detectron2 training output folder (config.yaml, model_final.pth,
+            metrics.json, optionally log.txt and cost.json).
+        name (str or None): release name; default: the stem of the source config if known,
+            else the folder name.
+        releases_dir: where release folders go. Default: ``output/model_zoo``.
+        manifest: manifest file to update. Default: :func:`default_manifest_path`.
+        weights: checkpoint to release. Default: ``output_dir/model_final.pth``.
+        config_file: config used for training. Default: ``output_dir/config.yaml``.
+        source_config (str or None): the YAML under ``configs/`` it was trained from; default:
+            the ``--config-file`` recorded in ``output_dir/log.txt`` when it is under configs/.
+        metrics_file: JSON with COCO metrics given explicitly (see :func:`read_metrics_file`);
+            default: the last evaluation in ``output_dir/metrics.json``.
+        dataset (str or None): test set to take metrics of when several were evaluated; default:
+            ``DATASETS.TEST[0]``.
+        costs (dict or None): any of :data:`COST_KEYS` (params, gflops, latency_ms,
+            train_time_s); they win over ``cost.json`` and ``log.txt``. params is otherwise the
+            parameter count of the built model.
+        hardware (str or None): what it was trained on; default from ``MODEL.DEVICE`` and the
+            torch thread count of this process (e.g. "CPU, 2 threads").
+        base_url (str or None): where the release folders will be uploaded; the manifest then
+            gives ``<base_url>/<name>/<weights file>`` as the weights URL.
+        overwrite (bool): replace an existing release of the same name; otherwise that is an
+            error (FileExistsError) and nothing is changed.
+
+    Returns:
+        dict: the manifest entry.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"training output folder {output_dir} does not exist")
+    cfg = read_training_config(Path(config_file) if config_file else output_dir / "config.yaml")
+    source = source_config_path(source_config, output_dir)
+    name = name or (Path(source).stem if source else output_dir.resolve().name)
+    check_name(name)
+    manifest_path = locate_manifest(manifest)
+    releases_dir = Path(releases_dir)
+    release_dir = releases_dir / name
+    _check_free(name, manifest_path, release_dir, overwrite)
+
+    # Metrics
+    dataset = dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
+    if metrics_file is not None:
+        tasks = read_metrics_file(metrics_file, dataset)
+    elif (output_dir / "metrics.json").is_file():
+        tasks = read_training_metrics(output_dir / "metrics.json", dataset)
+    else:
+        tasks = {}
+    if not tasks:
+        logger.warning(f"No COCO metrics found for {name!r}: pass --metrics FILE to add them")
+
+    # Weights, verified against the model of the config
+    packaged_cfg = packaged_config(cfg)
+    build_cfg = packaged_cfg.clone()
+    build_cfg.MODEL.DEVICE = "cpu"
+    model = build_model(build_cfg)
+    weights_path = Path(weights) if weights else output_dir / "model_final.pth"
+    load_state(model, read_training_state(weights_path), f"weights {weights_path}")
+    given = {k: v for k, v in (costs or {}).items() if v is not None}
+    metrics = {
+        "dataset": dataset,
+        "tasks": tasks,
+        **read_costs(output_dir, {"params": sum(p.numel() for p in model.parameters()), **given}),
+    }
+    builder = cfg.MODEL.BACKBONE.NAME
+    neck = NECK_BUILDERS.get(builder)
+    meta = {
+        "name": name,
+        "neck": NECK_NAMES.get(builder, builder),
+        "builder": builder,
+        "neck_version": None if neck is None else int(neck._version),
+        "version": __version__,
+    }
+
+    releases_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=releases_dir))
+    staging.chmod(0o755)  # mkdtemp makes it private; a release is as readable as its files
+    try:
+        buffer = io.BytesIO()
+        torch.save({"model": model.state_dict(), META_KEY: meta}, buffer)
+        weights_data = buffer.getvalue()
+        digest = hashlib.sha256(weights_data).hexdigest()
+        weights_name = f"model_{digest[:8]}.pth"
+        atomic_write_bytes(staging / weights_name, weights_data)
+        config_text = packaged_cfg.dump()
+        zoo_config = manifest_path.parent / "configs" / f"{name}.yaml"
+        entry = {
+            "name": name,
+            "detector": _detector_name(cfg),
+            "neck": meta["neck"],
+            "builder": builder,
+            "config": {
+                "source": source,
+                "packaged": relpath(zoo_config, manifest_path.parent),
+                "sha256": hashlib.sha256(config_text.encode("utf-8")).hexdigest(),
+            },
+            "weights": {
+                "file": relpath(release_dir / weights_name, manifest_path.parent),
+                "url": f"{base_url.rstrip('/')}/{name}/{weights_name}" if base_url else None,
+                "sha256": digest,
+                "size": len(weights_data),
+            },
+            "init_weights": init_weights(cfg.MODEL.WEIGHTS),
+            "metrics": metrics,
+            "hardware": hardware or _default_hardware(cfg),
+            "versions": _versions(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        release_entry = {
+            **entry,
+            "config": {**entry["config"], "packaged": "config.yaml"},
+            "weights": {**entry["weights"], "file": weights_name},
+        }
+        atomic_write_text(staging / "config.yaml", config_text)
+        atomic_write_text(staging / "metrics.json", json_dumps({"name": name, **metrics}))
+        atomic_write_text(staging / "release.json", json_dumps(release_entry))
+        with manifest_lock(manifest_path):
+            data = load_manifest(manifest_path)
+            _check_free(name, manifest_path, release_dir, overwrite)  # another process won?
+            data["models"][name] = entry
+            _install(staging, release_dir, zoo_config, config_text, manifest_path, data)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info(f"Released {name!r} in {release_dir} (sha256 {digest}); manifest {manifest_path}")
+    return entry
+
+
+def _install(
+    staging: Path,
+    release_dir: Path,
+    zoo_config: Path,
+    config_text: str,
+    manifest_path: Path,
+    manifest_data: Dict[str, Any],
+) -> None:
+    """Move the staged release into place, then write the config copy and the manifest; undo
+    everything if a step fails."""
+    old_dir = None
+    if release_dir.exists():
+        old_dir = release_dir.with_name(f".{release_dir.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(release_dir, old_dir)
+    old_config = zoo_config.read_bytes() if zoo_config.exists() else None
+    moved = False
+    try:
+        os.replace(staging, release_dir)
+        moved = True
+        atomic_write_text(zoo_config, config_text)
+        write_manifest(manifest_path, manifest_data)
+    except BaseException:
+        if moved:
+            shutil.rmtree(release_dir, ignore_errors=True)
+        if old_dir is not None:
+            os.replace(old_dir, release_dir)
+        if old_config is None:
+            zoo_config.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(zoo_config, old_config)
+        raise
+    if old_dir is not None:
+        shutil.rmtree(old_dir, ignore_errors=True)
