@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test benchmark lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-peers.txt setup.py 
 setup: $(STAMP)
 
 demo: setup
-	$(PY) tools/train_net.py --config-file configs/Synthetic/faster_rcnn_R18_FPN.yaml
+	$(PY) tools/compare.py --detectors faster_rcnn --necks fpn panet bifpn nasfpn --out output/compare
+
+benchmark: setup
+	$(PY) benchmarks/bench_necks.py --train --out output/bench_necks
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
