@@ -1,4 +1,5 @@
 """fpn_variants: a pure-Python Detectron2 plugin (no compiled ops)."""
+
 import re
 from pathlib import Path
 
