@@ -9,16 +9,13 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 import fpn_variants
 from fpn_variants.export import script_backbone
 
-from .utils import make_cfg
+from .utils import make_cfg, set_levels
 
 
 def _r50_cfg(retinanet: bool):
     cfg = fpn_variants.add_fpn_variants_config(get_cfg())
     cfg.MODEL.DEVICE = "cpu"
-    features = ["res3", "res4", "res5"] if retinanet else ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.RESNETS.OUT_FEATURES = features
-    cfg.MODEL.FPN.IN_FEATURES = features
-    cfg.MODEL.FPN.TOP_BLOCK = "p6p7" if retinanet else "maxpool"
+    set_levels(cfg, "p3p7" if retinanet else "p2p6")
     return cfg
 
 
@@ -103,6 +100,7 @@ def test_output_shape_matches_real_tensors_at_any_size(levels, size):
 def test_top_block_options(top_block, top_block_in, names):
     cfg = make_cfg(levels="p3p7")
     cfg.MODEL.FPN.TOP_BLOCK, cfg.MODEL.FPN.TOP_BLOCK_IN = top_block, top_block_in
+    cfg.MODEL.RETINANET.IN_FEATURES = names
     model = build_backbone(cfg)
     assert list(model.output_shape()) == names
     if top_block_in == "p5":  # P6 is computed from the 32-channel P5, not the 512-channel C5

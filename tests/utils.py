@@ -12,7 +12,8 @@ import fpn_variants
 
 
 def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: int = 32):
-    """A config for a ResNet-18 + ``neck`` backbone; ``levels`` is "p2p6" or "p3p7"."""
+    """A config for a ResNet-18 + ``neck`` backbone; ``levels`` is "p2p6" (for Faster R-CNN) or
+    "p3p7" (for RetinaNet). The detector keys read the levels the neck produces."""
     cfg = fpn_variants.add_fpn_variants_config(get_cfg())
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.BACKBONE.NAME = neck
@@ -20,15 +21,24 @@ def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: i
     cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
     cfg.MODEL.RESNETS.NORM = "BN"
     cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    set_levels(cfg, levels)
+    cfg.MODEL.FPN.OUT_CHANNELS = channels
+    return cfg
+
+
+def set_levels(cfg, levels: str) -> None:
+    """Bottom-up features, top block and detector features of configs/Base-*.yaml: "p2p6"
+    (Faster R-CNN: res2-res5, P6 by max-pool) or "p3p7" (RetinaNet: res3-res5, P6/P7 convs)."""
     if levels == "p2p6":
         cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
         cfg.MODEL.FPN.TOP_BLOCK = "maxpool"
+        cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+        cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
     else:
+        cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
         cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
         cfg.MODEL.FPN.TOP_BLOCK = "p6p7"
     cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.RESNETS.OUT_FEATURES)
-    cfg.MODEL.FPN.OUT_CHANNELS = channels
-    return cfg
 
 
 class StridedBackbone(Backbone):
