@@ -1,6 +1,7 @@
 """fpn_variants: feature-pyramid necks (FPN, PANet, BiFPN, NAS-FPN) for Detectron2."""
 
 from . import backbone as _backbone  # noqa: F401  registers the build_*_backbone builders
+from . import data  # noqa: F401  registers the built-in datasets
 from .config import add_fpn_variants_config
 from .necks import FPN, NASFPN, BiFPN, PANet, PyramidNeck
 

@@ -1,0 +1,208 @@
+"""Register any COCO-format instance dataset on disk by path, after checking its annotation file.
+
+Detectron2's ``register_coco_instances`` trusts the file: a malformed one fails later, deep inside
+data loading or evaluation, with a bare ``KeyError`` or ``AssertionError``.
+:func:`register_coco_instances_from_path` first runs :func:`validate_coco_json`, whose errors name
+the file and the problem.
+"""
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+from typing import Dict, List, Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+__all__ = ["validate_coco_json", "register_coco_instances_from_path"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 5  # offending entries quoted in an error message
+
+
+def _fail(json_file: str, problem: str, offenders: List[str]) -> None:
+    listed = "; ".join(offenders[:_MAX_LISTED])
+    more = f" (and {len(offenders) - _MAX_LISTED} more)" if len(offenders) > _MAX_LISTED else ""
+    raise ValueError(f"Invalid COCO annotation file {json_file}: {problem}: {listed}{more}.")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_coco_json(json_file: str, image_root: Optional[str] = None) -> Dict:
+    """Check that ``json_file`` is a usable COCO instances file; raise a clear error if not.
+
+    Checks: the file exists and is JSON; "images", "annotations" and "categories" are lists;
+    images have "id", "file_name", "height", "width"; category and annotation ids are unique;
+    every annotation names a known image and category and has a finite "bbox" [x, y, w, h] with
+    w > 0 and h > 0. When ``image_root`` is given, it must be a folder holding the first images.
+
+    Args:
+        json_file (str): path of the annotation file.
+        image_root (str or None): folder of the images named by "file_name".
+
+    Returns:
+        dict: summary {"num_images": int, "num_annotations": int, "thing_classes": list[str]}
+        (class names ordered by category id, as :func:`load_coco_json` orders them).
+
+    Raises:
+        FileNotFoundError: ``json_file`` or ``image_root`` or an image is missing.
+        ValueError: the content is not valid; the message names the file, the problem and up to
+            5 offending entries.
+    """
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(f"COCO annotation file {json_file} does not exist.")
+    try:
+        with open(json_file) as f:
+            data = json.load(f)
+    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"Invalid COCO annotation file {json_file}: not valid JSON ({e}).") from e
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"Invalid COCO annotation file {json_file}: the top level must be a JSON object with "
+            f"'images', 'annotations' and 'categories', got a {type(data).__name__}."
+        )
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(
+                f"Invalid COCO annotation file {json_file}: key '{key}' is missing or not a list."
+            )
+
+    categories = data["categories"]
+    bad = [repr(c) for c in categories if not isinstance(c, dict) or {"id", "name"} - set(c)]
+    if bad:
+        _fail(json_file, "categories without 'id' or 'name'", bad)
+    dup = [str(i) for i, n in Counter(c["id"] for c in categories).items() if n > 1]
+    if dup:
+        _fail(json_file, "duplicate category ids", dup)
+    category_ids = {c["id"] for c in categories}
+
+    images = data["images"]
+    required = {"id", "file_name", "height", "width"}
+    bad = [
+        f"image {img.get('id') if isinstance(img, dict) else img!r} lacks "
+        f"{sorted(required - set(img)) if isinstance(img, dict) else sorted(required)}"
+        for img in images
+        if not isinstance(img, dict) or required - set(img)
+    ]
+    if bad:
+        _fail(json_file, "images without the required keys", bad)
+    dup = [str(i) for i, n in Counter(img["id"] for img in images).items() if n > 1]
+    if dup:
+        _fail(json_file, "duplicate image ids", dup)
+    image_ids = {img["id"] for img in images}
+
+    annotations = data["annotations"]
+    if any(not isinstance(a, dict) for a in annotations):
+        _fail(json_file, "annotations that are not objects", ["see 'annotations'"])
+    dup = [str(i) for i, n in Counter(a.get("id") for a in annotations).items() if n > 1]
+    if dup:
+        _fail(json_file, "duplicate annotation ids", dup)
+    bad_image = [f"annotation {a.get('id')}: image_id {a.get('image_id')!r}" for a in annotations]
+    bad_image = [s for s, a in zip(bad_image, annotations) if a.get("image_id") not in image_ids]
+    if bad_image:
+        _fail(json_file, "annotations refer to unknown image ids", bad_image)
+    bad_cat = [
+        f"annotation {a.get('id')}: category_id {a.get('category_id')!r}"
+        for a in annotations
+        if a.get("category_id") not in category_ids
+    ]
+    if bad_cat:
+        _fail(
+            json_file,
+            f"annotations refer to unknown category ids (known: {sorted(category_ids)})",
+            bad_cat,
+        )
+    bad_box, empty_box = [], []
+    for a in annotations:
+        box = a.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+            bad_box.append(f"annotation {a.get('id')}: bbox {box!r}")
+        elif box[2] <= 0 or box[3] <= 0:
+            empty_box.append(f"annotation {a.get('id')}: bbox {box!r}")
+    if bad_box:
+        _fail(json_file, "'bbox' must be a list of 4 finite numbers [x, y, w, h]", bad_box)
+    if empty_box:
+        _fail(json_file, "boxes with non-positive width or height (fix or remove them)", empty_box)
+
+    if image_root is not None:
+        if not os.path.isdir(image_root):
+            raise FileNotFoundError(
+                f"Image folder {image_root} (for annotation file {json_file}) does not exist."
+            )
+        for img in images[:_MAX_LISTED]:
+            path = os.path.join(image_root, img["file_name"])
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"Image {path}, listed in {json_file} (image id {img['id']}), does not exist; "
+                    f"is {image_root} the right image folder?"
+                )
+
+    thing_classes = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+    return {
+        "num_images": len(images),
+        "num_annotations": len(annotations),
+        "thing_classes": thing_classes,
+    }
+
+
+def register_coco_instances_from_path(
+    name: str,
+    json_file: str,
+    image_root: str,
+    *,
+    metadata: Optional[Dict] = None,
+    validate: bool = True,
+) -> Dict:
+    """Register a COCO-format instance dataset in DatasetCatalog / MetadataCatalog.
+
+    The annotation file is validated now (see :func:`validate_coco_json`) and loaded lazily by
+    ``DatasetCatalog.get(name)``. Metadata gets ``json_file`` and ``image_root`` (absolute),
+    ``evaluator_type="coco"`` and ``thing_classes``, so ``COCOEvaluator`` works on it.
+    Registering the same name with the same paths again is a no-op.
+
+    Args:
+        name (str): dataset name to use in ``DATASETS.TRAIN`` / ``DATASETS.TEST``.
+        json_file (str): COCO instances annotation file.
+        image_root (str): folder of the images.
+        metadata (dict or None): extra metadata.
+        validate (bool): run :func:`validate_coco_json` (parses the file once more).
+
+    Returns:
+        dict: the validation summary (empty if ``validate`` is False).
+
+    Raises:
+        ValueError: ``name`` is already registered with other files, or the file is invalid.
+        FileNotFoundError: a file or folder is missing.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"Dataset name must be a non-empty string, got {name!r}.")
+    json_file = os.path.abspath(os.path.expanduser(json_file))
+    image_root = os.path.abspath(os.path.expanduser(image_root))
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if meta.get("json_file") == json_file and meta.get("image_root") == image_root:
+            return {}
+        raise ValueError(
+            f"Dataset name '{name}' is already registered (json_file={meta.get('json_file')}, "
+            f"image_root={meta.get('image_root')}); pick another name for {json_file}."
+        )
+    summary = validate_coco_json(json_file, image_root) if validate else {}
+    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
+    extra = dict(metadata or {})
+    if "thing_classes" in summary:
+        extra.setdefault("thing_classes", summary["thing_classes"])
+    MetadataCatalog.get(name).set(
+        json_file=json_file, image_root=image_root, evaluator_type="coco", **extra
+    )
+    if summary:
+        logger.info(
+            f"Registered dataset '{name}': {summary['num_images']} images, "
+            f"{summary['num_annotations']} annotations, {len(summary['thing_classes'])} classes "
+            f"from {json_file}."
+        )
+    return summary
