@@ -1,0 +1,231 @@
+"""Training and evaluation with Detectron2's ``DefaultTrainer``, working on CPU-only machines.
+
+What differs from Detectron2's own ``tools/train_net.py``:
+
+* ``--dataset-train NAME JSON IMAGE_ROOT`` / ``--dataset-test ...`` register COCO-format data by
+  path (validated, see :mod:`fpn_variants.data.coco`) and select it; the class count of the
+  detector heads then follows the training data.
+* Several CPU processes (``--num-gpus N`` without CUDA) train with GLOO: the model is wrapped in
+  ``DistributedDataParallel`` without ``device_ids`` (Detectron2 passes a GPU index), and each
+  process gets ``cpu_count // N`` intra-op threads instead of oversubscribing the cores.
+* Checkpoints are read with ``torch.load(weights_only=True)`` on every torch version (fvcore
+  relies on the version's default), which is enough for model + optimizer + scheduler + iteration.
+"""
+
+import argparse
+import logging
+import os
+import time
+import weakref
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    default_argument_parser,
+    default_setup,
+)
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
+
+from .config import add_fpn_variants_config
+from .data import register_coco_instances_from_path
+
+__all__ = [
+    "Checkpointer",
+    "Trainer",
+    "argument_parser",
+    "register_datasets_from_args",
+    "setup",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Checkpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` that reads ``.pth`` files with ``torch.load(weights_only=True)``.
+
+    fvcore calls ``torch.load(f)`` and so inherits the torch version's default: unpickling of
+    arbitrary objects before torch 2.6, tensors and plain containers only since. Trainer states
+    (model, optimizer, LR scheduler, iteration) hold nothing else, so we ask for the safe mode
+    on every version. Detectron2's ``.pkl`` model-zoo files are still read by pickle.
+    """
+
+    def _torch_load(self, f: str) -> Dict:
+        return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+
+
+def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``create_ddp_model`` that also works for a model on the CPU (GLOO)."""
+    if comm.get_world_size() == 1:
+        return model
+    if next(model.parameters()).device.type == "cuda":
+        return create_ddp_model(model, broadcast_buffers=False)
+    # CPU modules take no device_ids (Detectron2 passes [local_rank], which DDP rejects).
+    return DistributedDataParallel(model, broadcast_buffers=False)
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` with COCO evaluation, CPU multi-process training and safe resuming."""
+
+    def __init__(self, cfg: CfgNode):
+        # Same construction as DefaultTrainer.__init__, with the two CPU fixes above; it cannot
+        # be reached through a hook because DefaultTrainer calls create_ddp_model directly.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = _create_ddp_model(model)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def train(self) -> Optional[Dict]:
+        """Train, then evaluate (EvalHook); return the last evaluation results (rank 0; None
+        elsewhere or without DATASETS.TEST), not only when TEST.EXPECTED_RESULTS is set."""
+        super().train()
+        return getattr(self, "_last_eval_results", None) if comm.is_main_process() else None
+
+    @classmethod
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None
+    ) -> DatasetEvaluator:
+        """COCO box AP, plus mask AP when ``MODEL.MASK_ON``; files under OUTPUT_DIR/inference."""
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators=None) -> Dict:
+        start = time.perf_counter()
+        results = super().test(cfg, model, evaluators)
+        logger.info(f"Evaluation took {time.perf_counter() - start:.1f} s.")
+        return results
+
+
+def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """Detectron2's ``default_argument_parser`` plus ``--dataset-train`` / ``--dataset-test``."""
+    parser = default_argument_parser(epilog)
+    for split in ("train", "test"):
+        parser.add_argument(
+            f"--dataset-{split}",
+            nargs=3,
+            action="append",
+            default=[],
+            metavar=("NAME", "JSON", "IMAGE_ROOT"),
+            help=f"register a COCO-format dataset by path and use it in DATASETS.{split.upper()} "
+            "(repeatable; put it before the trailing config options)",
+        )
+    return parser
+
+
+def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]]:
+    """Register the ``--dataset-train`` / ``--dataset-test`` datasets of ``args``.
+
+    Returns:
+        dict: {"train": [names], "test": [names]} (empty lists when not given).
+    """
+    names = {"train": [], "test": []}
+    for split in names:
+        for name, json_file, image_root in getattr(args, f"dataset_{split}", None) or []:
+            register_coco_instances_from_path(name, json_file, image_root)
+            names[split].append(name)
+    return names
+
+
+def _apply_dataset_names(cfg: CfgNode, names: Dict[str, List[str]]) -> None:
+    if names["train"]:
+        cfg.DATASETS.TRAIN = tuple(names["train"])
+        classes = MetadataCatalog.get(names["train"][0]).thing_classes
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(classes)
+        cfg.MODEL.RETINANET.NUM_CLASSES = len(classes)
+        logger.info(f"NUM_CLASSES set to {len(classes)} from dataset '{names['train'][0]}'.")
+    if names["test"]:
+        cfg.DATASETS.TEST = tuple(names["test"])
+    train, test = cfg.DATASETS.TRAIN, cfg.DATASETS.TEST
+    if train and test and names["train"]:
+        ref = MetadataCatalog.get(train[0]).get("thing_classes")
+        for name in test:
+            if MetadataCatalog.get(name).get("thing_classes") != ref:
+                logger.warning(f"Test dataset '{name}' has other classes than '{train[0]}'.")
+
+
+def _set_cpu_threads(cfg: CfgNode) -> None:
+    """Split the CPU cores between the local processes when training on the CPU."""
+    local = comm.get_local_size()
+    if cfg.MODEL.DEVICE == "cpu" and local > 1:
+        threads = max(1, (os.cpu_count() or 1) // local)
+        torch.set_num_threads(threads)
+        logger.info(f"{local} CPU processes on this machine: {threads} torch thread(s) each.")
+
+
+def _resolve_auto_output_dir(cfg: CfgNode, config_file: str) -> None:
+    """``OUTPUT_DIR: ".../auto"`` becomes ``.../<config file name without .yaml>``.
+
+    Lets a base config give every leaf its own output folder (leaves stay one-key files and two
+    of them can never write into the same folder by a copy-paste slip).
+    """
+    head, tail = os.path.split(cfg.OUTPUT_DIR.rstrip("/"))
+    if tail == "auto":
+        if not config_file:
+            raise ValueError("OUTPUT_DIR ends with 'auto' but no --config-file names the run")
+        cfg.OUTPUT_DIR = os.path.join(head, os.path.splitext(os.path.basename(config_file))[0])
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """Config from the command line: get_cfg -> add_fpn_variants_config -> merge the file ->
+    datasets given by path (they set DATASETS.* and NUM_CLASSES) -> merge the trailing options
+    (so they win) -> OUTPUT_DIR ".../auto" named after the config file -> freeze ->
+    ``default_setup`` (logging, seed, config dump in OUTPUT_DIR)."""
+    cfg = get_cfg()
+    add_fpn_variants_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    _apply_dataset_names(cfg, register_datasets_from_args(args))
+    cfg.merge_from_list(args.opts)
+    _resolve_auto_output_dir(cfg, args.config_file)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fpn_variants")
+    _set_cpu_threads(cfg)
+    return cfg
+
+
+def main(args: argparse.Namespace):
+    """Train (then evaluate on DATASETS.TEST), or only evaluate with ``--eval-only``.
+
+    Returns:
+        OrderedDict: evaluation results {dataset: {task: {metric: value}}}.
+    """
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()

@@ -1,0 +1,138 @@
+"""Training / evaluation entry point on the built-in data (tiny: 128 px, a few dozen images)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import fpn_variants  # noqa: F401  registers the built-in datasets
+from fpn_variants.data import SyntheticSpec, synthetic
+from fpn_variants.engine import Trainer, argument_parser, main, setup
+
+CONFIG = os.path.join(
+    os.path.dirname(__file__), "..", "configs", "Synthetic", "faster_rcnn_R18_FPN.yaml"
+)
+TINY_SPLITS = {
+    "train": SyntheticSpec(num_images=24, seed=1),
+    "val": SyntheticSpec(num_images=8, seed=2),
+}
+# Tiny and fast: 128 px inputs (the 256 px images are downscaled), 2 images per batch.
+TINY_OPTS = [
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.02", "SOLVER.WARMUP_ITERS", "5",
+    "DATALOADER.NUM_WORKERS", "0",
+]  # fmt: skip
+ITERS = 30
+
+
+@pytest.fixture(scope="module")
+def tiny_builtin_data(tmp_path_factory):
+    """The registered built-in names, backed by a small dataset in a temporary folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FPN_VARIANTS_DATASETS", str(tmp_path_factory.mktemp("datasets")))
+        mp.setattr(synthetic, "DEFAULT_SPLITS", TINY_SPLITS)
+        yield
+
+
+def _cfg(output_dir, *opts, extra_args=()):
+    args = argument_parser().parse_args(
+        ["--config-file", CONFIG, *extra_args, *TINY_OPTS, "OUTPUT_DIR", str(output_dir), *opts]
+    )
+    return args, setup(args)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_builtin_data, tmp_path_factory):
+    """A {ITERS}-iteration training run (ends with the evaluation on the val split)."""
+    output_dir = tmp_path_factory.mktemp("train")
+    _, cfg = _cfg(output_dir, "SOLVER.MAX_ITER", str(ITERS))
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    results = trainer.train()
+    losses = [v for v, _ in trainer.storage.history("total_loss").values()]
+    state = {
+        "model": {k: v.clone() for k, v in trainer.model.state_dict().items()},
+        "optimizer": trainer.optimizer.state_dict(),
+    }
+    return {"output_dir": output_dir, "results": results, "losses": losses, "state": state}
+
+
+def test_loss_goes_down(trained):
+    losses = trained["losses"]
+    assert len(losses) == ITERS and all(np.isfinite(losses))
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < 0.75 * first, (first, last)
+
+
+def test_training_ends_with_coco_evaluation(trained):
+    bbox = trained["results"]["bbox"]
+    assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(bbox)
+    assert os.path.isfile(os.path.join(trained["output_dir"], "model_final.pth"))
+    assert os.path.isfile(
+        os.path.join(trained["output_dir"], "inference", "coco_instances_results.json")
+    )
+
+
+def test_eval_only(trained, tmp_path):
+    weights = os.path.join(trained["output_dir"], "model_final.pth")
+    args, _ = _cfg(tmp_path, "MODEL.WEIGHTS", weights, extra_args=["--eval-only"])
+    results = main(args)
+    assert results["bbox"].keys() == trained["results"]["bbox"].keys()
+    assert np.isclose(results["bbox"]["AP50"], trained["results"]["bbox"]["AP50"])
+
+
+def test_resume_restores_model_optimizer_scheduler_and_iteration(trained):
+    _, cfg = _cfg(trained["output_dir"], "SOLVER.MAX_ITER", str(ITERS + 4))
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == ITERS
+    assert trainer.scheduler.last_epoch == ITERS
+    for k, v in trained["state"]["model"].items():
+        assert torch.equal(trainer.model.state_dict()[k], v), k
+    saved = trained["state"]["optimizer"]["state"]
+    loaded = trainer.optimizer.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and len(saved) > 0
+    for k in saved:
+        assert torch.equal(saved[k]["momentum_buffer"], loaded[k]["momentum_buffer"])
+    trainer.train()
+    assert trainer.iter == ITERS + 4  # == MAX_ITER once finished
+    assert [i for _, i in trainer.storage.history("total_loss").values()] == list(
+        range(ITERS, ITERS + 4)
+    )
+
+
+def test_dataset_by_path_sets_datasets_and_num_classes(tiny_builtin_data, tmp_path):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    DatasetCatalog.get("synthetic_multiscale_val")  # generates the tiny data
+    meta = MetadataCatalog.get("synthetic_multiscale_val")
+    _, cfg = _cfg(
+        tmp_path,
+        extra_args=["--dataset-train", "by_path_train", meta.json_file, meta.image_root],
+    )
+    assert cfg.DATASETS.TRAIN == ("by_path_train",)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == cfg.MODEL.RETINANET.NUM_CLASSES == 6
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        _cfg(tmp_path, extra_args=["--dataset-test", "x", str(tmp_path / "missing.json"), "."])
+
+
+def test_two_cpu_processes_train_with_gloo(tiny_builtin_data, tmp_path):
+    """``--num-gpus 2`` without CUDA: Detectron2's launch + GLOO + our CPU DDP wrapper."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.engine import launch
+
+    DatasetCatalog.get("synthetic_multiscale_val")  # generates the tiny data
+    meta = MetadataCatalog.get("synthetic_multiscale_val")
+    # by path: spawned processes do not see this process' registrations nor monkeypatches
+    data = [meta.json_file, meta.image_root]
+    args = argument_parser().parse_args(
+        ["--config-file", CONFIG, "--num-gpus", "2"]
+        + ["--dataset-train", "ddp_train", *data, "--dataset-test", "ddp_val", *data]
+        + TINY_OPTS
+        + ["SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(tmp_path)]
+    )
+    launch(main, args.num_gpus, dist_url="auto", args=(args,))
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    assert os.path.isfile(tmp_path / "inference" / "coco_instances_results.json")
