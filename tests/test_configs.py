@@ -1,0 +1,74 @@
+"""Every YAML under configs/ merges and builds, loads without executing code, and selects the
+neck it is named after; the COCO FPN configs have Detectron2's parameter counts."""
+
+import glob
+import os
+
+import pytest
+import yaml
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+import fpn_variants
+
+from .utils import neck_parameters
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "configs")
+LEAVES = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "**", "*.yaml"), recursive=True)
+    if not os.path.basename(p).startswith("Base-")
+)
+NECK_OF_NAME = {
+    "FPN": "build_fpn_backbone",
+    "PANet": "build_panet_backbone",
+    "BiFPN": "build_bifpn_backbone",
+    "NASFPN": "build_nasfpn_backbone",
+}
+
+
+def load(path):
+    cfg = fpn_variants.add_fpn_variants_config(get_cfg())
+    cfg.merge_from_file(path, allow_unsafe=False)
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def test_there_are_twelve_combinations_per_recipe():
+    for recipe in ("COCO", "Synthetic"):
+        names = [os.path.basename(p) for p in LEAVES if f"{os.sep}{recipe}{os.sep}" in p]
+        assert len(names) == 12, (recipe, names)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(ROOT, "**", "*.yaml"), recursive=True))
+)
+def test_shipped_configs_are_plain_yaml(path):
+    with open(path) as f:
+        yaml.safe_load(f)  # raises on python tags: nothing in them can execute code
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=lambda p: os.path.relpath(p, ROOT))
+def test_config_merges_and_builds(path):
+    cfg = load(path)
+    neck = os.path.basename(path).split("_")[-2 if path.endswith("_1x.yaml") else -1]
+    neck = neck.replace(".yaml", "")
+    assert cfg.MODEL.BACKBONE.NAME == NECK_OF_NAME[neck]
+    model = build_model(cfg)
+    shapes = model.backbone.output_shape()
+    heads = cfg.MODEL.RETINANET.IN_FEATURES if "retinanet" in path else cfg.MODEL.RPN.IN_FEATURES
+    assert set(heads) <= set(shapes)
+    if os.path.basename(path) in ("faster_rcnn_R50_FPN_1x.yaml", "retinanet_R50_FPN_1x.yaml"):
+        # Detectron2 tests/test_model_analysis.py: total and backbone counts of its R50-FPN models.
+        total, backbone = (41_699_936, 26_799_296) if "faster" in path else (37_915_572, 31_452_352)
+        assert sum(p.numel() for p in model.parameters()) == total
+        assert sum(p.numel() for p in model.backbone.parameters()) == backbone
+    if "NASFPN" in path and "COCO" in path:
+        assert neck_parameters(model.backbone) == 29_858_816  # TF reference, 7 x 256
+
+
+def test_a_config_with_python_tags_is_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("MODEL:\n  WEIGHTS: !!python/object/apply:os.getcwd []\n")
+    with pytest.raises(yaml.constructor.ConstructorError):
+        load(str(path))
