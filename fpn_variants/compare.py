@@ -115,24 +115,28 @@ def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
 
 
 def _training_step_costs(cfg: CfgNode, steps: int = 3) -> Dict:
-    """Peak memory growth and images/s of training steps, measured in a fresh process (the peak
-    resident size of a process only ever grows, so each cell needs its own)."""
+    """Peak memory growth and images/s of training steps on one training batch, measured in a
+    fresh process (the peak resident size of a process only ever grows, so each cell needs its
+    own). The batch is loaded here: the child needs no dataset registration."""
+    loader_cfg = cfg.clone()
+    loader_cfg.defrost()
+    loader_cfg.DATALOADER.NUM_WORKERS = 0  # loading is not timed
+    batch = next(iter(Trainer.build_train_loader(loader_cfg)))
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        return pool.apply(_train_steps_in_child, (cfg.dump(), steps, torch.get_num_threads()))
+        args = (cfg.dump(), batch, steps, torch.get_num_threads())
+        return pool.apply(_train_steps_in_child, args)
 
 
-def _train_steps_in_child(cfg_yaml: str, steps: int, threads: int) -> Dict:
-    import fpn_variants  # noqa: F401  registers the necks and datasets in the child
+def _train_steps_in_child(cfg_yaml: str, batch: List[Dict], steps: int, threads: int) -> Dict:
+    import fpn_variants  # noqa: F401  registers the necks in the child
 
     torch.set_num_threads(threads)
     cfg = add_fpn_variants_config(get_cfg())
     cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
-    cfg.DATALOADER.NUM_WORKERS = 0  # a pool worker may not have children; loading is not timed
     seed_all_rng(cfg.SEED)
     model = Trainer.build_model(cfg).train()
     optimizer = Trainer.build_optimizer(cfg, model)
-    batch = next(iter(Trainer.build_train_loader(cfg)))
     baseline_kb = _resident_kb()
     start = None
     with EventStorage(0):
@@ -167,9 +171,11 @@ def train_and_evaluate(cfg: CfgNode) -> Dict:
     start = time.perf_counter()
     results = trainer.train()
     train_time = time.perf_counter() - start
-    metrics = {}
-    for task, values in next(iter(results.values())).items() if results else []:
-        metrics[task] = {k: values.get(k, float("nan")) for k in COCO_METRICS}
+    # DefaultTrainer.test returns {task: {metric: value}} for one test dataset.
+    metrics = {
+        task: {k: values.get(k, float("nan")) for k in COCO_METRICS}
+        for task, values in (results or {}).items()
+    }
     return {"metrics": metrics, "train_time_s": train_time, "iterations": cfg.SOLVER.MAX_ITER}
 
 
