@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.engine import HookBase
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.env import seed_all_rng
@@ -160,6 +161,27 @@ def _resident_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+class TrainingTime(HookBase):
+    """Seconds spent in training steps, kept in the checkpoints (trainer state), so that a run
+    resumed after an interruption reports the time of all its iterations, each counted once."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._step_start = 0.0
+
+    def before_step(self):
+        self._step_start = time.perf_counter()
+
+    def after_step(self):
+        self.seconds += time.perf_counter() - self._step_start
+
+    def state_dict(self) -> Dict:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.seconds = state["seconds"]
+
+
 def train_and_evaluate(cfg: CfgNode) -> Dict:
     """Train (resuming from the cell's last checkpoint if any), then COCO-evaluate."""
     seed_all_rng(cfg.SEED)
@@ -167,16 +189,16 @@ def train_and_evaluate(cfg: CfgNode) -> Dict:
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     trainer = Trainer(cfg)
+    timer = TrainingTime()
+    trainer.register_hooks([timer])
     trainer.resume_or_load(resume=True)
-    start = time.perf_counter()
     results = trainer.train()
-    train_time = time.perf_counter() - start
     # DefaultTrainer.test returns {task: {metric: value}} for one test dataset.
     metrics = {
         task: {k: values.get(k, float("nan")) for k in COCO_METRICS}
         for task, values in (results or {}).items()
     }
-    return {"metrics": metrics, "train_time_s": train_time, "iterations": cfg.SOLVER.MAX_ITER}
+    return {"metrics": metrics, "train_time_s": timer.seconds, "iterations": cfg.SOLVER.MAX_ITER}
 
 
 def compare(

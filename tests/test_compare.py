@@ -75,6 +75,7 @@ def test_interrupted_comparison_resumes_without_redoing_finished_cells(
         assert costs["gflops"] > costs["neck_gflops"] > 0
         assert costs["latency_ms"] > costs["neck_latency_ms"] > 0
         assert costs["train_images_per_s"] > 0 and costs["input_size"] == [128, 128]
+        assert rec["train_time_s"] > 0 and rec["iterations"] == 4
         assert set(rec["metrics"]["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
         assert os.path.isdir(tmp_path / "runs" / f"faster_rcnn_{rec['neck']}")
         events = os.listdir(tmp_path / "runs" / f"faster_rcnn_{rec['neck']}")
