@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test benchmark lint format clean
+.PHONY: setup demo test benchmark zoo lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(PY) tools/compare.py --detectors faster_rcnn --necks fpn panet bifpn nasfpn --out output/compare
+
+zoo: setup
+	$(PY) tools/build_zoo.py
 
 benchmark: setup
 	$(PY) benchmarks/bench_necks.py --train --out output/bench_necks

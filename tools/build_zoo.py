@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Train, measure and release the CPU model zoo: every detector x neck on the built-in data.
+
+    python tools/build_zoo.py                 # all 12 models (make zoo); resumable
+    python tools/build_zoo.py --detectors retinanet --necks fpn bifpn
+
+One command does it all: `tools/compare.py`'s run (same schedule and seed for every model; costs
+measured in the same run) into OUT, then each trained model is packaged as a release
+(`tools/package_model.py`: weights in output/model_zoo/, entry in model_zoo/manifest.json) and
+MODEL_ZOO.md is regenerated from the manifest. Interrupted, it resumes: finished cells are kept,
+a cell in training continues from its last checkpoint.
+"""
+
+import argparse
+import os
+from typing import List, Optional
+
+import torch
+
+from fpn_variants import model_zoo
+from fpn_variants.compare import DETECTORS, NECKS, cell_name, compare
+
+COMMAND = "python tools/build_zoo.py"
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
+    parser.add_argument("--necks", nargs="+", default=list(NECKS), choices=NECKS)
+    parser.add_argument("--config-dir", default="configs/Synthetic")
+    parser.add_argument(
+        "--out",
+        default="output/compare",
+        help="training runs and cost records; the default is `make demo`'s, whose cells are reused",
+    )
+    parser.add_argument("--manifest", default=None, help="default: model_zoo/manifest.json")
+    parser.add_argument("--releases-dir", default=model_zoo.DEFAULT_RELEASES_DIR)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    records = compare(args.detectors, args.necks, args.out, config_dir=args.config_dir)
+    for rec in records:
+        costs = rec["costs"]
+        model_zoo.package(
+            os.path.join(args.out, "runs", cell_name(rec["detector"], rec["neck"])),
+            os.path.splitext(os.path.basename(rec["config"]))[0],
+            releases_dir=args.releases_dir,
+            manifest=args.manifest,
+            source_config=rec["config"],
+            costs={
+                "params": costs["params"],
+                "gflops": costs["gflops"],
+                "latency_ms": costs["latency_ms"],
+                "train_time_s": rec["train_time_s"],
+            },
+            hardware=f"CPU, {costs['threads']} threads",
+            overwrite=True,  # a rerun re-packages the same weights
+        )
+    model_zoo.write_model_zoo(args.manifest, "MODEL_ZOO.md", command=COMMAND)
+    print(f"released {len(records)} models; MODEL_ZOO.md regenerated")
+
+
+if __name__ == "__main__":
+    main()
