@@ -26,12 +26,12 @@ tool prints its largest differences from eager PyTorch and exits with status 1 w
 import argparse
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 from fpn_variants import add_fpn_variants_config
+from fpn_variants.checkpoint import Checkpointer
 from fpn_variants.export import (
     EXPORT_METHODS,
     FORMATS,
@@ -68,7 +68,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def setup_cfg(args):
     cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(args.config_file, allow_unsafe=False)  # no YAML python tags
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     return cfg
@@ -80,7 +80,7 @@ def main(args) -> int:
     setup_logger(name="detectron2")
     cfg = setup_cfg(args)
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    Checkpointer(model).load(cfg.MODEL.WEIGHTS)  # strict; never unpickles arbitrary objects
     model.eval()
     sample = sample_image(cfg, args.sample_image)
     if args.backbone_only:

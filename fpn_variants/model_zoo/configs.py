@@ -32,7 +32,7 @@ def read_training_config(path: Path) -> CfgNode:
         )
     cfg = add_fpn_variants_config(get_cfg())
     try:
-        cfg.merge_from_file(str(path))  # safe YAML loading (allow_unsafe=False)
+        cfg.merge_from_file(str(path), allow_unsafe=False)  # Detectron2's default runs YAML tags
     except KeyError as e:
         raise ValueError(f"{path} has keys unknown to this fpn_variants: {e}") from e
     return cfg
