@@ -7,7 +7,7 @@ YAML files using the new keys merge (an unknown key is an error at merge time).
 import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["VARIANT_NODES", "add_fpn_variants_config", "check_variant_keys"]
+__all__ = ["VARIANT_NODES", "add_fpn_variants_config", "check_config", "check_variant_keys"]
 
 # Variant-only config nodes and the builder each belongs to.
 VARIANT_NODES = {
@@ -113,3 +113,56 @@ def check_variant_keys(cfg: CN) -> None:
                 f"{', '.join(changed)} only apply to MODEL.BACKBONE.NAME={builder!r}, but "
                 f"MODEL.BACKBONE.NAME={selected!r}: remove them or select {builder!r}"
             )
+
+
+def check_config(cfg: CN) -> None:
+    """Check what can be checked before building: that the names selecting registered parts
+    exist, and the neck's keys that only fail deep inside the build otherwise. Each error names
+    the key, the bad value and the valid choices. ``fpn_variants.engine.setup`` runs it; call it
+    before ``build_model`` when building a config yourself. The necks' builders check the rest
+    (choices of each variant, levels, detector features).
+
+    Raises:
+        KeyError: MODEL.META_ARCHITECTURE or MODEL.BACKBONE.NAME is not registered.
+        ValueError: a variant-only key set for another variant, an unknown norm, or GN with
+            OUT_CHANNELS not a multiple of 32.
+        TypeError: MODEL.FPN.OUT_CHANNELS or a NUM_REPEATS is not an integer.
+    """
+    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+
+    from .backbone import NECK_BUILDERS
+    from .layers.conv import NORMS
+    from .necks.base import check_choice
+
+    for key, name, registry, ours in (
+        ("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, META_ARCH_REGISTRY, ""),
+        (
+            "MODEL.BACKBONE.NAME",
+            cfg.MODEL.BACKBONE.NAME,
+            BACKBONE_REGISTRY,
+            f"the fpn_variants necks are {list(NECK_BUILDERS)}; ",
+        ),
+    ):
+        if name not in registry:
+            raise KeyError(
+                f"{key}={name!r} is not registered: {ours}every registered name: "
+                f"{sorted(k for k, _ in registry)}"
+            )
+    if cfg.MODEL.BACKBONE.NAME not in NECK_BUILDERS:
+        return
+    check_variant_keys(cfg)
+    counts = {"MODEL.FPN.OUT_CHANNELS": cfg.MODEL.FPN.OUT_CHANNELS}
+    for node in ("BIFPN", "NASFPN"):
+        if cfg.MODEL.BACKBONE.NAME == VARIANT_NODES[node]:
+            counts[f"MODEL.{node}.NUM_REPEATS"] = cfg.MODEL[node].NUM_REPEATS
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{key}={value!r} must be an integer, not {type(value).__name__}")
+    check_choice("MODEL.FPN.NORM", cfg.MODEL.FPN.NORM, NORMS)
+    if cfg.MODEL.FPN.NORM == "GN" and cfg.MODEL.FPN.OUT_CHANNELS % 32 != 0:
+        raise ValueError(
+            f"MODEL.FPN.NORM='GN' uses 32 groups, so MODEL.FPN.OUT_CHANNELS="
+            f"{cfg.MODEL.FPN.OUT_CHANNELS} must be a multiple of 32"
+        )
+    if cfg.MODEL.BACKBONE.BOTTOM_UP == "build_resnet_backbone":
+        check_choice("MODEL.RESNETS.NORM", cfg.MODEL.RESNETS.NORM, NORMS)

@@ -8,24 +8,32 @@ What differs from Detectron2's own ``tools/train_net.py``:
 * Several CPU processes (``--num-gpus N`` without CUDA) train with GLOO: the model is wrapped in
   ``DistributedDataParallel`` without ``device_ids`` (Detectron2 passes a GPU index), and each
   process gets ``cpu_count // N`` intra-op threads instead of oversubscribing the cores.
-* Checkpoints are read with ``torch.load(weights_only=True)`` on every torch version (fvcore
-  relies on the version's default), which is enough for model + optimizer + scheduler + iteration.
+* Checkpoints (:mod:`fpn_variants.checkpoint`) are written atomically and loaded strictly and
+  safely: ``--allow-partial-weights`` opts in to loading weights that fit the model only in part.
+* ``--resume`` is exact: the data stream continues where it stopped
+  (:mod:`fpn_variants.data.resumable`), and the global RNGs are seeded at every iteration from
+  SEED, the rank and the iteration, so a resumed run ends with the weights of an uninterrupted
+  one.
+* The config is loaded without running YAML python tags and checked by
+  :func:`fpn_variants.config.check_config` before anything is built.
 """
 
 import argparse
 import logging
 import os
+import random
 import time
 import weakref
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import (
     AMPTrainer,
     DefaultTrainer,
+    HookBase,
     SimpleTrainer,
     TrainerBase,
     default_argument_parser,
@@ -37,11 +45,20 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import add_fpn_variants_config
+from .checkpoint import Checkpointer
+from .config import add_fpn_variants_config, check_config
 from .data import register_coco_instances_from_path
+from .data.resumable import (
+    ITERATION_STREAM,
+    build_resumable_train_loader,
+    derive_seed,
+    find_resumable_sampler,
+    resolve_seed,
+)
 
 __all__ = [
     "Checkpointer",
+    "SeedEachIteration",
     "Trainer",
     "argument_parser",
     "register_datasets_from_args",
@@ -50,19 +67,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class Checkpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` that reads ``.pth`` files with ``torch.load(weights_only=True)``.
-
-    fvcore calls ``torch.load(f)`` and so inherits the torch version's default: unpickling of
-    arbitrary objects before torch 2.6, tensors and plain containers only since. Trainer states
-    (model, optimizer, LR scheduler, iteration) hold nothing else, so we ask for the safe mode
-    on every version. Detectron2's ``.pkl`` model-zoo files are still read by pickle.
-    """
-
-    def _torch_load(self, f: str) -> Dict:
-        return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
 
 
 def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -75,10 +79,32 @@ def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model, broadcast_buffers=False)
 
 
-class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with COCO evaluation, CPU multi-process training and safe resuming."""
+class SeedEachIteration(HookBase):
+    """Seed torch's, NumPy's and Python's global RNGs before every step from the trainer's
+    ``seed``, the rank and the iteration (RPN and ROI-head sampling draw from torch's).
 
-    def __init__(self, cfg: CfgNode):
+    Makes a step's randomness independent of what ran before it (a resume, an evaluation), at
+    the cost of a few microseconds per iteration.
+    """
+
+    def before_step(self):
+        seed = derive_seed(self.trainer.seed, ITERATION_STREAM, comm.get_rank(), self.trainer.iter)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` with COCO evaluation, CPU multi-process training, strict and atomic
+    checkpoints and exact resuming."""
+
+    def __init__(self, cfg: CfgNode, *, allow_partial_weights: bool = False):
+        """
+        Args:
+            cfg (CfgNode): a frozen config (see :func:`setup`).
+            allow_partial_weights (bool): load MODEL.WEIGHTS even when it fits the model only in
+                part (see :class:`fpn_variants.checkpoint.Checkpointer`).
+        """
         # Same construction as DefaultTrainer.__init__, with the two CPU fixes above; it cannot
         # be reached through a hook because DefaultTrainer calls create_ddp_model directly.
         TrainerBase.__init__(self)
@@ -88,15 +114,61 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
+        self._sampler = find_resumable_sampler(data_loader)
+        # Seed of the data stream and of every iteration's RNGs; a resume takes the saved one.
+        self.seed = self._sampler.seed if self._sampler is not None else resolve_seed(cfg)
         model = _create_ddp_model(model)
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = Checkpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            allow_partial=allow_partial_weights,
+            trainer=weakref.proxy(self),
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self) -> List[HookBase]:
+        return [SeedEachIteration(), *super().build_hooks()]
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        """Detectron2's training data, from a stream that can restart at any iteration
+        (:func:`fpn_variants.data.resumable.build_resumable_train_loader`)."""
+        return build_resumable_train_loader(cfg)
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state["seed"] = self.seed
+        state["world_size"] = comm.get_world_size()
+        return state
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if "seed" not in state_dict:
+            logger.warning("The checkpoint has no seed: the resumed run's data and RNGs differ.")
+            return
+        self.seed = int(state_dict["seed"])
+        if self._sampler is not None:
+            self._sampler.seed = self.seed
+        if state_dict.get("world_size") != comm.get_world_size():
+            logger.warning(
+                f"The checkpoint was written by {state_dict.get('world_size')} processes, this "
+                f"run has {comm.get_world_size()}: the data order after resuming differs from "
+                "an uninterrupted run's."
+            )
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """Resume from OUTPUT_DIR's last checkpoint (``resume``, if there is one): weights,
+        optimizer, scheduler, iteration, seed and position in the data stream. Otherwise load
+        MODEL.WEIGHTS and start at iteration 0."""
+        super().resume_or_load(resume=resume)
+        if self._sampler is not None:
+            self._sampler.start_batch = self.start_iter
 
     def train(self) -> Optional[Dict]:
         """Train, then evaluate (EvalHook); return the last evaluation results (rank 0; None
@@ -123,8 +195,15 @@ class Trainer(DefaultTrainer):
 
 
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's ``default_argument_parser`` plus ``--dataset-train`` / ``--dataset-test``."""
+    """Detectron2's ``default_argument_parser`` plus ``--dataset-train`` / ``--dataset-test`` and
+    ``--allow-partial-weights``."""
     parser = default_argument_parser(epilog)
+    parser.add_argument(
+        "--allow-partial-weights",
+        action="store_true",
+        help="load MODEL.WEIGHTS even if it fits the model only in part (e.g. another neck or "
+        "class count): the rest keeps its initialization. Default: a mismatch is an error",
+    )
     for split in ("train", "test"):
         parser.add_argument(
             f"--dataset-{split}",
@@ -192,17 +271,19 @@ def _resolve_auto_output_dir(cfg: CfgNode, config_file: str) -> None:
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
-    """Config from the command line: get_cfg -> add_fpn_variants_config -> merge the file ->
-    datasets given by path (they set DATASETS.* and NUM_CLASSES) -> merge the trailing options
-    (so they win) -> OUTPUT_DIR ".../auto" named after the config file -> freeze ->
-    ``default_setup`` (logging, seed, config dump in OUTPUT_DIR)."""
+    """Config from the command line: get_cfg -> add_fpn_variants_config -> merge the file (plain
+    YAML: python tags are refused) -> datasets given by path (they set DATASETS.* and
+    NUM_CLASSES) -> merge the trailing options (so they win) -> OUTPUT_DIR ".../auto" named after
+    the config file -> :func:`~fpn_variants.config.check_config` -> freeze -> ``default_setup``
+    (logging, seed, config dump in OUTPUT_DIR)."""
     cfg = get_cfg()
     add_fpn_variants_config(cfg)
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_file(args.config_file, allow_unsafe=False)
     _apply_dataset_names(cfg, register_datasets_from_args(args))
     cfg.merge_from_list(args.opts)
     _resolve_auto_output_dir(cfg, args.config_file)
+    check_config(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fpn_variants")
@@ -219,13 +300,13 @@ def main(args: argparse.Namespace):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        Checkpointer(
+            model, save_dir=cfg.OUTPUT_DIR, allow_partial=args.allow_partial_weights
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, allow_partial_weights=args.allow_partial_weights)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
