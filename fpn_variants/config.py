@@ -124,14 +124,14 @@ def check_config(cfg: CN) -> None:
 
     Raises:
         KeyError: MODEL.META_ARCHITECTURE or MODEL.BACKBONE.NAME is not registered.
-        ValueError: a variant-only key set for another variant, an unknown norm, or GN with
-            OUT_CHANNELS not a multiple of 32.
+        ValueError: a variant-only key set for another variant, an unknown norm or activation,
+            or GN with OUT_CHANNELS not a multiple of 32.
         TypeError: MODEL.FPN.OUT_CHANNELS or a NUM_REPEATS is not an integer.
     """
     from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
     from .backbone import NECK_BUILDERS
-    from .layers.conv import NORMS
+    from .layers.conv import ACTIVATIONS, NORMS
     from .necks.base import check_choice
 
     for key, name, registry, ours in (
@@ -155,6 +155,8 @@ def check_config(cfg: CN) -> None:
     for node in ("BIFPN", "NASFPN"):
         if cfg.MODEL.BACKBONE.NAME == VARIANT_NODES[node]:
             counts[f"MODEL.{node}.NUM_REPEATS"] = cfg.MODEL[node].NUM_REPEATS
+            # Their layers report an unknown activation without the key.
+            check_choice(f"MODEL.{node}.ACTIVATION", cfg.MODEL[node].ACTIVATION, ACTIVATIONS)
     for key, value in counts.items():
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{key}={value!r} must be an integer, not {type(value).__name__}")

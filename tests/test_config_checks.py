@@ -43,6 +43,13 @@ def test_unknown_builder_lists_the_registered_ones(tmp_path):
             "MODEL.BIFPN.NUM_REPEATS='3' must be an integer, not str",
         ),
         (
+            "build_nasfpn_backbone",
+            "MODEL.NASFPN.ACTIVATION",
+            "tanh",
+            ValueError,
+            "MODEL.NASFPN.ACTIVATION='tanh' is not one of ['', 'relu', 'swish']",
+        ),
+        (
             "build_panet_backbone",
             "MODEL.BIFPN.FUSION",
             "sum",
