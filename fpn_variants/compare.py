@@ -68,7 +68,7 @@ def cell_config(
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no config for {detector} x {neck}: {path} does not exist")
     cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(path)
+    cfg.merge_from_file(path, allow_unsafe=False)
     cfg.merge_from_list(list(opts))
     cfg.OUTPUT_DIR = os.path.join(out, "runs", cell_name(detector, neck))
     cfg.freeze()
