@@ -1,0 +1,9 @@
+"""Mask R-CNN R50-FPN, 1x schedule on COCO 2017: the LazyConfig twin of
+configs/COCO/mask_rcnn_R50_FPN_1x.yaml. The files of the other necks import this one and replace
+``model.backbone``."""
+
+from ..common.coco import dataloader, lr_multiplier, optimizer, train  # noqa: F401
+from ..common.models.mask_rcnn import model  # noqa: F401
+
+dataloader.evaluator.tasks = ["bbox", "segm"]
+train.output_dir = "output/lazyconfig/coco/mask_rcnn_R50_FPN_1x"
