@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Train and evaluate a detector described by a LazyConfig file (configs/LazyConfig), with
+Detectron2's ``tools/lazyconfig_train_net.py`` conventions: the file defines ``model``,
+``dataloader`` (``train``, ``test``, ``evaluator``), ``optimizer``, ``lr_multiplier`` and
+``train``.
+
+Examples::
+
+    # train RetinaNet R18-BiFPN on the built-in synthetic data (CPU), then evaluate it
+    python tools/lazyconfig_train_net.py \\
+        --config-file configs/LazyConfig/Synthetic/retinanet_R18_BiFPN.py
+
+    # overrides are key=value (a path in the config, then a Python/YAML literal)
+    python tools/lazyconfig_train_net.py \\
+        --config-file configs/LazyConfig/Synthetic/retinanet_R18_BiFPN.py \\
+        train.max_iter=500 dataloader.train.total_batch_size=8 train.output_dir=output/x
+
+    # evaluate trained weights only
+    python tools/lazyconfig_train_net.py --eval-only \\
+        --config-file configs/LazyConfig/Synthetic/retinanet_R18_BiFPN.py \\
+        train.init_checkpoint=output/lazyconfig/synthetic/retinanet_R18_BiFPN/model_final.pth
+
+A LazyConfig file is Python: loading it executes it (the files shipped here only describe
+objects; building happens in this script). Load only config files you trust.
+
+Differences from Detectron2's script: several processes on the CPU (``--num-gpus N`` without
+CUDA) wrap the model in ``DistributedDataParallel`` without device ids, and ``main`` returns the
+last evaluation results after training too.
+"""
+
+import logging
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import (
+    AMPTrainer,
+    SimpleTrainer,
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+    launch,
+)
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
+
+import fpn_variants  # noqa: F401  registers the necks' builders and the built-in datasets
+
+logger = logging.getLogger("fpn_variants")
+
+
+def do_test(cfg, model) -> dict:
+    """Evaluate ``model`` on ``dataloader.test`` with ``dataloader.evaluator`` (none: skip)."""
+    if cfg.dataloader.get("evaluator") is None:
+        return {}
+    results = inference_on_dataset(
+        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+    )
+    print_csv_format(results)
+    return results
+
+
+def wrap_ddp(cfg, model):
+    """Detectron2's ``create_ddp_model`` with ``train.ddp``, also for a model on the CPU."""
+    if comm.get_world_size() == 1:
+        return model
+    options = dict(cfg.train.ddp)
+    if cfg.train.device.startswith("cuda"):
+        return create_ddp_model(model, **options)
+    options.pop("fp16_compression", None)  # a CUDA communication hook
+    return DistributedDataParallel(model, **options)
+
+
+def do_train(args, cfg) -> dict:
+    """Train with ``SimpleTrainer`` (``AMPTrainer`` if ``train.amp.enabled``), Detectron2's hooks
+    and checkpoints in ``train.output_dir``; return the results of the last evaluation."""
+    model = instantiate(cfg.model)
+    logger.info(f"Model:\n{model}")
+    model.to(cfg.train.device)
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    train_loader = instantiate(cfg.dataloader.train)
+    model = wrap_ddp(cfg, model)
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(
+        model, train_loader, optimizer
+    )
+    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    results = {}
+
+    def test_and_keep() -> dict:
+        results.clear()
+        results.update(do_test(cfg, model))
+        return results
+
+    main_process = comm.is_main_process()
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            (
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                if main_process
+                else None
+            ),
+            hooks.EvalHook(cfg.train.eval_period, test_and_keep),
+            (
+                hooks.PeriodicWriter(
+                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                    period=cfg.train.log_period,
+                )
+                if main_process
+                else None
+            ),
+        ]
+    )
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+    return results
+
+
+def main(args) -> dict:
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    default_setup(cfg, args)  # logging, seed (train.seed), config saved in train.output_dir
+
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = wrap_ddp(cfg, model)
+        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        return do_test(cfg, model)
+    return do_train(args, cfg)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser(epilog=__doc__).parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
