@@ -23,14 +23,15 @@ Examples::
 A LazyConfig file is Python: loading it executes it (the files shipped here only describe
 objects; building happens in this script). Load only config files you trust.
 
-Differences from Detectron2's script: several processes on the CPU (``--num-gpus N`` without
-CUDA) wrap the model in ``DistributedDataParallel`` without device ids, and ``main`` returns the
-last evaluation results after training too.
+Differences from Detectron2's script: checkpoints are fpn_variants' (atomic saves, strict
+loading, no unpickling of arbitrary objects: :mod:`fpn_variants.checkpoint`); several processes
+on the CPU (``--num-gpus N`` without CUDA) wrap the model in ``DistributedDataParallel`` without
+device ids; ``dataloader.evaluator=null`` skips the evaluation; ``main`` returns the last
+evaluation results after training too.
 """
 
 import logging
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import (
     AMPTrainer,
@@ -47,6 +48,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 import fpn_variants  # noqa: F401  registers the necks' builders and the built-in datasets
+from fpn_variants.checkpoint import Checkpointer
 
 logger = logging.getLogger("fpn_variants")
 
@@ -86,7 +88,7 @@ def do_train(args, cfg) -> dict:
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(
         model, train_loader, optimizer
     )
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = Checkpointer(model, cfg.train.output_dir, trainer=trainer)
     results = {}
 
     def test_and_keep() -> dict:
@@ -130,7 +132,7 @@ def main(args) -> dict:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = wrap_ddp(cfg, model)
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        Checkpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     return do_train(args, cfg)
 
