@@ -4,10 +4,13 @@ every module, backbone output shapes), with the same data loaders, optimizer, LR
 training settings. Loading one builds nothing; one of them trains with
 tools/lazyconfig_train_net.py."""
 
+import enum
 import glob
 import importlib.util
 import math
 import os
+import types
+from collections import abc
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from detectron2.data import (
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
 from detectron2.utils.registry import locate
+from omegaconf import DictConfig, ListConfig
 from torch import nn
 
 import fpn_variants
@@ -80,24 +84,21 @@ def plain(value, depth: int = 0):
         return type(value).__name__
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, torch.Tensor):
-        small = value.numel() <= 64 and not value.is_meta
-        return value.tolist() if small else ("tensor", tuple(value.shape))
-    if isinstance(value, np.ndarray):
-        return plain(torch.as_tensor(value), depth)
-    if hasattr(value, "keys") and hasattr(value, "__getitem__"):
-        return {str(k): plain(value[k], depth + 1) for k in value.keys()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [plain(v, depth + 1) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, nn.Module):
         return type(value).__name__  # compared on its own, by name
-    if hasattr(value, "value") and type(value).__mro__[-2].__name__ == "Enum":
-        return value.value
-    if callable(value) and not hasattr(value, "__dict__"):
-        return getattr(value, "__qualname__", type(value).__name__)
-    if hasattr(value, "__dict__"):
-        if callable(value) and hasattr(value, "__qualname__"):
-            return value.__qualname__
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = torch.as_tensor(value)
+        small = value.numel() <= 64 and not value.is_meta
+        return value.tolist() if small else ("tensor", tuple(value.shape))
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return value.__qualname__
+    if isinstance(value, (abc.Mapping, DictConfig)):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [plain(v, depth + 1) for v in value]
+    if hasattr(value, "__dict__"):  # a Matcher, a Box2BoxTransform, an augmentation, ...
         fields = {k: plain(v, depth + 1) for k, v in vars(value).items()}
         return {"__type__": type(value).__name__, **fields}
     return repr(value)
