@@ -9,27 +9,22 @@ import pytest
 
 from fpn_variants import compare as compare_module
 from fpn_variants.compare import compare
-from fpn_variants.data import SyntheticSpec, synthetic
+
+from .utils import builtin_data_in
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs", "Synthetic")
-TINY_SPLITS = {
-    "train": SyntheticSpec(num_images=8, seed=1),
-    "val": SyntheticSpec(num_images=4, seed=2),
-}
 TINY_OPTS = [
     "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
     "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
     "MODEL.FPN.OUT_CHANNELS", "16", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4",
-    "SOLVER.WARMUP_ITERS", "2", "DATALOADER.NUM_WORKERS", "0",
+    "SOLVER.WARMUP_ITERS", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.PRECISE_BN.NUM_ITER", "2",
 ]  # fmt: skip
 NECKS = ["fpn", "panet"]
 
 
 @pytest.fixture(scope="module")
 def tiny_builtin_data(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FPN_VARIANTS_DATASETS", str(tmp_path_factory.mktemp("datasets")))
-        mp.setattr(synthetic, "DEFAULT_SPLITS", TINY_SPLITS)
+    with builtin_data_in(tmp_path_factory.mktemp("datasets"), 8, 4):
         yield
 
 

@@ -23,17 +23,14 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import fpn_variants
-from fpn_variants.data import SyntheticSpec, synthetic
 from fpn_variants.engine import Trainer, argument_parser, setup
+
+from .utils import builtin_data_in
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 DETECTORS = ["faster_rcnn", "retinanet", "mask_rcnn"]
 NECKS = ["FPN", "PANet", "BiFPN", "NASFPN"]
 COMBOS = [(detector, neck) for detector in DETECTORS for neck in NECKS]
-TINY_SPLITS = {
-    "train": SyntheticSpec(num_images=16, seed=1),
-    "val": SyntheticSpec(num_images=4, seed=2),
-}
 # RetinaNet learns more slowly from scratch (and its steps are cheaper): more iterations.
 ITERS = {"faster_rcnn": 16, "mask_rcnn": 16, "retinanet": 24}
 # Tiny and fast: 128 px inputs (the 256 px images downscaled), 2 images per batch, 32 channels.
@@ -43,6 +40,8 @@ TINY_OPTS = [
     "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
     "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "4",
     "DATALOADER.NUM_WORKERS", "0", "MODEL.FPN.OUT_CHANNELS", "32",
+    # PreciseBN (tested in test_engine) would run RetinaNet in training mode, moving its loss EMA
+    "TEST.PRECISE_BN.ENABLED", "False",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
     "TEST.DETECTIONS_PER_IMAGE", "20",
 ]  # fmt: skip
@@ -67,9 +66,7 @@ def tiny_opts(neck: str):
 @pytest.fixture(scope="module")
 def tiny_builtin_data(tmp_path_factory):
     """The registered built-in names, backed by a small dataset in a temporary folder."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FPN_VARIANTS_DATASETS", str(tmp_path_factory.mktemp("datasets")))
-        mp.setattr(synthetic, "DEFAULT_SPLITS", TINY_SPLITS)
+    with builtin_data_in(tmp_path_factory.mktemp("datasets"), 16, 4):
         yield
 
 

@@ -7,22 +7,19 @@ import pytest
 import torch
 
 import fpn_variants  # noqa: F401  registers the built-in datasets
-from fpn_variants.data import SyntheticSpec, synthetic
 from fpn_variants.engine import Trainer, argument_parser, main, setup
+
+from .utils import builtin_data_in
 
 CONFIG = os.path.join(
     os.path.dirname(__file__), "..", "configs", "Synthetic", "faster_rcnn_R18_FPN.yaml"
 )
-TINY_SPLITS = {
-    "train": SyntheticSpec(num_images=24, seed=1),
-    "val": SyntheticSpec(num_images=8, seed=2),
-}
 # Tiny and fast: 128 px inputs (the 256 px images are downscaled), 2 images per batch.
 TINY_OPTS = [
     "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
     "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
     "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.02", "SOLVER.WARMUP_ITERS", "5",
-    "DATALOADER.NUM_WORKERS", "0",
+    "DATALOADER.NUM_WORKERS", "0", "TEST.PRECISE_BN.NUM_ITER", "2",
 ]  # fmt: skip
 ITERS = 30
 
@@ -30,9 +27,7 @@ ITERS = 30
 @pytest.fixture(scope="module")
 def tiny_builtin_data(tmp_path_factory):
     """The registered built-in names, backed by a small dataset in a temporary folder."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FPN_VARIANTS_DATASETS", str(tmp_path_factory.mktemp("datasets")))
-        mp.setattr(synthetic, "DEFAULT_SPLITS", TINY_SPLITS)
+    with builtin_data_in(tmp_path_factory.mktemp("datasets"), 24, 8):
         yield
 
 

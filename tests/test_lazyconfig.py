@@ -29,8 +29,9 @@ from omegaconf import DictConfig, ListConfig
 from torch import nn
 
 import fpn_variants
-from fpn_variants.data import SyntheticSpec, synthetic
 from fpn_variants.engine import Trainer
+
+from .utils import builtin_data_in
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
@@ -39,10 +40,6 @@ LEAVES = sorted(glob.glob(os.path.join(LAZY, "Synthetic", "*.py"))) + sorted(
     glob.glob(os.path.join(LAZY, "COCO", "*.py"))
 )
 SYNTHETIC_LEAVES = [p for p in LEAVES if f"{os.sep}Synthetic{os.sep}" in p]
-TINY_SPLITS = {
-    "train": SyntheticSpec(num_images=8, seed=1),
-    "val": SyntheticSpec(num_images=4, seed=2),
-}
 
 
 def leaf_id(path: str) -> str:
@@ -66,9 +63,7 @@ def load_yaml(path: str):
 @pytest.fixture(scope="module")
 def tiny_builtin_data(tmp_path_factory):
     """The registered built-in names, backed by a small dataset in a temporary folder."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FPN_VARIANTS_DATASETS", str(tmp_path_factory.mktemp("datasets")))
-        mp.setattr(synthetic, "DEFAULT_SPLITS", TINY_SPLITS)
+    with builtin_data_in(tmp_path_factory.mktemp("datasets"), 8, 4):
         yield
 
 
@@ -209,6 +204,10 @@ def test_optimizer_schedule_and_training_settings_are_the_yaml_ones(path):
 
     assert cfg.train.eval_period == yaml_cfg.TEST.EVAL_PERIOD
     assert cfg.train.checkpointer.period == yaml_cfg.SOLVER.CHECKPOINT_PERIOD
+    precise_bn = cfg.train.get("precise_bn", {})
+    assert precise_bn.get("enabled", False) == yaml_cfg.TEST.PRECISE_BN.ENABLED
+    if yaml_cfg.TEST.PRECISE_BN.ENABLED:
+        assert precise_bn.num_iter == yaml_cfg.TEST.PRECISE_BN.NUM_ITER
     assert cfg.train.init_checkpoint == yaml_cfg.MODEL.WEIGHTS
     assert cfg.train.get("seed", -1) == yaml_cfg.SEED
     assert cfg.train.amp.enabled == yaml_cfg.SOLVER.AMP.ENABLED
@@ -281,6 +280,7 @@ def test_a_lazyconfig_trains_and_evaluates(tiny_builtin_data, tmp_path):
     tiny = [
         f"train.output_dir={tmp_path}",
         "train.max_iter=3",
+        "train.precise_bn.num_iter=2",
         "train.device=cpu",
         "dataloader.train.total_batch_size=2",
         "dataloader.train.num_workers=0",

@@ -1,7 +1,9 @@
 """Tiny configs (R18 bottom-up, narrow necks, small images) on the CPU."""
 
-from typing import Dict
+import contextlib
+from typing import Dict, Iterator
 
+import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.config import get_cfg
@@ -9,6 +11,7 @@ from detectron2.modeling import Backbone
 from torch import nn
 
 import fpn_variants
+from fpn_variants.data import SyntheticSpec, synthetic
 
 
 def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: int = 32):
@@ -64,3 +67,17 @@ class StridedBackbone(Backbone):
 def neck_parameters(model: nn.Module) -> int:
     """Number of parameters outside the bottom-up network."""
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("bottom_up."))
+
+
+@contextlib.contextmanager
+def builtin_data_in(folder, train_images: int, val_images: int) -> Iterator[None]:
+    """The registered built-in names (synthetic_multiscale_train/val), backed by a small dataset
+    of ``train_images`` / ``val_images`` images generated in ``folder`` on first use."""
+    splits = {
+        "train": SyntheticSpec(num_images=train_images, seed=1),
+        "val": SyntheticSpec(num_images=val_images, seed=2),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FPN_VARIANTS_DATASETS", str(folder))
+        mp.setattr(synthetic, "DEFAULT_SPLITS", splits)
+        yield

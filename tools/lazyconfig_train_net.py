@@ -45,6 +45,7 @@ from detectron2.engine import (
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from fvcore.nn.precise_bn import get_bn_modules
 from torch.nn.parallel import DistributedDataParallel
 
 import fpn_variants  # noqa: F401  registers the necks' builders and the built-in datasets
@@ -101,6 +102,17 @@ def do_train(args, cfg) -> dict:
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            (
+                # BN statistics recomputed before each evaluation, as TEST.PRECISE_BN does.
+                hooks.PreciseBN(
+                    cfg.train.eval_period,
+                    model,
+                    instantiate(cfg.dataloader.train),
+                    cfg.train.precise_bn.num_iter,
+                )
+                if cfg.train.get("precise_bn", {}).get("enabled") and get_bn_modules(model)
+                else None
+            ),
             (
                 hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if main_process

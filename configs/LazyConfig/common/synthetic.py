@@ -85,12 +85,14 @@ train = model_zoo.get_config("common/train.py").train
 train.update(
     output_dir="output/lazyconfig/synthetic",  # each leaf names its own folder
     init_checkpoint="",  # no pretrained weights can be downloaded: train from scratch
-    max_iter=200,
+    max_iter=150,
     eval_period=0,  # evaluate once, after training
     seed=42,
     device="cuda" if torch.cuda.is_available() else "cpu",
 )
 train.checkpointer.period = 100  # SOLVER.CHECKPOINT_PERIOD of configs/Synthetic/Base-*.yaml
+# BN statistics recomputed on 32 training batches before each evaluation (TEST.PRECISE_BN).
+train.precise_bn = dict(enabled=True, num_iter=32)
 
 # Cosine decay to 0 after a linear warmup of 50 iterations from 0.001 x lr.
 lr_multiplier = L(WarmupParamScheduler)(
