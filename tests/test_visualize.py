@@ -1,0 +1,57 @@
+"""Pictures: the scale-assignment levels follow Detectron2's ROIPooler rule; the PNGs are written."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog
+
+from fpn_variants.compare import cell_config
+from fpn_variants.visualize import (
+    box_levels,
+    feature_energy,
+    plot_feature_maps,
+    plot_scale_histogram,
+    pooler_levels,
+)
+
+from .utils import builtin_data_in
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs", "Synthetic")
+TINY_OPTS = ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"]
+
+
+@pytest.fixture(scope="module")
+def tiny_builtin_data(tmp_path_factory):
+    with builtin_data_in(tmp_path_factory.mktemp("datasets"), 4, 2):
+        yield
+
+
+def test_box_levels_follow_the_pooler_rule(tiny_builtin_data):
+    result = box_levels("synthetic_multiscale_train", 2, 5, scale=0.5)
+    sides = [
+        math.sqrt(a["bbox"][2] * a["bbox"][3]) * 0.5
+        for record in DatasetCatalog.get("synthetic_multiscale_train")
+        for a in record["annotations"]
+    ]
+    # k = floor(4 + log2(sqrt(wh) / 224)): a 224 px box is on P4, each halving one level lower
+    expected = np.floor(4 + np.log2(np.array(sides) / 224 + 1e-8))
+    assert np.array_equal(result["unclamped"], expected)
+    assert np.array_equal(result["levels"], np.clip(expected, 2, 5))
+    assert result["levels"].min() >= 2 and result["levels"].max() <= 5
+
+
+def test_pictures_are_written(tiny_builtin_data, tmp_path):
+    cfg = cell_config("faster_rcnn", "bifpn", CONFIG_DIR, str(tmp_path), TINY_OPTS)
+    maps = {"BiFPN (untrained)": feature_energy(cfg)}
+    levels = maps["BiFPN (untrained)"]["levels"]
+    assert list(levels) == ["p2", "p3", "p4", "p5", "p6"]
+    assert [v.shape for v in levels.values()] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    assert maps["BiFPN (untrained)"]["image"].shape == (128, 128, 3)
+    plot_feature_maps(maps, str(tmp_path / "features.png"))
+    result = box_levels("synthetic_multiscale_train", 2, 5)
+    plot_scale_histogram(result, str(tmp_path / "scales.png"), "tiny", pooler_levels(cfg))
+    for name in ("features.png", "scales.png"):
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
