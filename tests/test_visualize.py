@@ -1,4 +1,4 @@
-"""Pictures: the scale-assignment levels follow Detectron2's ROIPooler rule; the PNGs are written."""
+"""Pictures: scale-assignment levels follow Detectron2's ROIPooler rule; the PNGs are written."""
 
 import math
 import os
