@@ -56,7 +56,9 @@ def _git_commit() -> Optional[str]:
     try:
         run = dict(cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run)
+        # the manifest and packaged configs change while packaging: not part of the code state
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!model_zoo"]
+        dirty = subprocess.run(status, **run)
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty.stdout.strip() else "") if commit else None
