@@ -14,6 +14,7 @@ from fpn_variants.layers import (
     build_fusion,
     get_norm_layer,
 )
+from fpn_variants.layers.conv import conv1x1_to_channels_last
 
 
 def tf_same_max_pool(x, kernel, stride):
@@ -154,3 +155,13 @@ def test_graph_rejects_bad_tables():
         _graph([NodeSpec(level=3, inputs=(0,), is_output=True)], passthrough=(0,))
     with pytest.raises(ValueError, match="residuals must be of the same level"):
         _graph([NodeSpec(level=3, inputs=(0,), residuals=(1,))])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_conv_as_gemm_gives_nhwc_output(bias):
+    x = torch.randn(2, 24, 7, 5)
+    conv = torch.nn.Conv2d(24, 16, 1, bias=bias)
+    out = conv1x1_to_channels_last(x, conv.weight, conv.bias)
+    assert out.shape == (2, 16, 7, 5)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert (out - conv(x)).abs().max() <= 1e-5

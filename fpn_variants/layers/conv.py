@@ -21,6 +21,7 @@ __all__ = [
     "SeparableConvBNAct",
     "SeparableConvNormAct",
     "build_conv",
+    "conv1x1_to_channels_last",
     "fold_batch_norm",
     "get_activation",
     "get_norm_layer",
@@ -92,6 +93,26 @@ def fold_batch_norm(
     return weight * scale.reshape(-1, 1, 1, 1), folded_bias
 
 
+def conv1x1_to_channels_last(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """A 1x1, stride-1 convolution of an NCHW-contiguous tensor as one matrix product whose
+    result is laid out NHWC (``torch.channels_last``).
+
+    (N, C, H, W) x (O, C, 1, 1) -> (N, O, H, W) with channels-last strides: the product reads the
+    input transposed (HW x C) at no cost, so the layout change that an NHWC neck needs on its
+    NCHW inputs takes no pass of its own (and the GEMM beats oneDNN's 1x1 conv on CPU).
+    """
+    n, c, h, w = x.shape
+    rows = x.reshape(n, c, h * w).transpose(1, 2)  # (N, HW, C), a view
+    weight_t = weight.reshape(weight.shape[0], c).t()  # (C, O)
+    if bias is None:
+        out = torch.matmul(rows, weight_t)
+    else:
+        out = torch.baddbmm(bias, rows, weight_t.expand(n, c, weight_t.shape[1]))
+    return out.reshape(n, h, w, weight_t.shape[1]).permute(0, 3, 1, 2)
+
+
 class ConvNormAct(nn.Conv2d):
     """Conv2d followed by an optional norm and activation, or activation first (``pre_act``).
 
@@ -100,6 +121,9 @@ class ConvNormAct(nn.Conv2d):
     """
 
     pre_act: torch.jit.Final[bool]
+    # Set by the neck in eval mode when it runs NHWC: a 1x1 stride-1 conv then turns an NCHW
+    # input into an NHWC output by :func:`conv1x1_to_channels_last`.
+    gemm_to_channels_last: bool
 
     def __init__(
         self,
@@ -126,6 +150,7 @@ class ConvNormAct(nn.Conv2d):
         self.norm = norm if norm is not None else nn.Identity()
         self.activation = get_activation(activation)
         self.pre_act = pre_act
+        self.gemm_to_channels_last = False
         weight_init.c2_xavier_fill(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +162,15 @@ class ConvNormAct(nn.Conv2d):
         return x
 
     def conv_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+        return self.norm(self.convolve(x, self.weight, self.bias))
+
+    def convolve(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """This layer's convolution with the given weight and bias."""
+        if self.gemm_to_channels_last and x.is_contiguous():
+            return conv1x1_to_channels_last(x, weight, bias)
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
 
 
 class _FoldsBatchNorm:
@@ -158,9 +191,9 @@ class ConvBNAct(_FoldsBatchNorm, ConvNormAct):
 
     def conv_norm(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            return self.norm(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+            return self.norm(self.convolve(x, self.weight, self.bias))
         weight, bias = self.folded(self.weight, self.bias)
-        return F.conv2d(x, weight, bias, self.stride, self.padding)
+        return self.convolve(x, weight, bias)
 
 
 class SeparableConvNormAct(nn.Module):

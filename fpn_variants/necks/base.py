@@ -8,6 +8,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 from torch import nn
 
+from ..layers.conv import ConvNormAct
 from ..layers.graph import FusionGraph
 
 __all__ = ["TOP_BLOCKS", "PyramidNeck", "build_bottom_up", "check_choice", "pooled_extra_levels"]
@@ -112,6 +113,10 @@ class PyramidNeck(Backbone):
         memory_format = torch.channels_last if nhwc else torch.contiguous_format
         self.stem.to(memory_format=memory_format)
         self.cells.to(memory_format=memory_format)
+        # The NCHW bottom-up features become NHWC in the 1x1 convs that read them first.
+        for module in self.modules():
+            if isinstance(module, ConvNormAct) and module.kernel_size == module.stride == (1, 1):
+                module.gemm_to_channels_last = nhwc
 
     @property
     def size_divisibility(self) -> int:
@@ -123,8 +128,6 @@ class PyramidNeck(Backbone):
     def forward_neck(self, bottom_up_features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """The neck alone: bottom-up features (at least ``in_features``) -> pyramid outputs."""
         feats = [bottom_up_features[f] for f in self.in_features]
-        if self.channels_last and not self.training:
-            feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         sizes = [[f.shape[-2], f.shape[-1]] for f in feats]
         for _ in range(self.num_extra_levels):
             # Stride-2 ops above the inputs (pooling with SAME padding, 3x3 convs with padding 1)
