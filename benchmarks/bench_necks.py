@@ -12,12 +12,12 @@ import copy
 import json
 import os
 import sys
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, NamedTuple
 
 import torch
 from detectron2.modeling import Backbone
 
-from fpn_variants import FPN, NASFPN, BiFPN, PANet
+from fpn_variants import FPN, NASFPN, BiFPN, PANet, PyramidNeck
 from fpn_variants.analysis import count_neck_flops, interleaved_latency
 
 R50 = {2: 256, 3: 512, 4: 1024, 5: 2048}
@@ -45,9 +45,16 @@ def make_features(channels: Dict[int, int], size: int) -> Dict[str, torch.Tensor
     }
 
 
-def our_runner(neck, feats):
-    neck = neck.eval()
-    return (lambda: neck.forward_neck(feats)), neck
+class Pair(NamedTuple):
+    """One benchmark pair: the peer module and how it is called on ``feats``, and our neck."""
+
+    peer: torch.nn.Module
+    peer_call: Callable[[], object]
+    ours: PyramidNeck
+    feats: Dict[str, torch.Tensor]
+
+    def ours_call(self) -> object:
+        return self.ours.forward_neck(self.feats)
 
 
 def pair_detectron2_fpn(levels: str, size: int):
@@ -69,7 +76,7 @@ def pair_detectron2_fpn(levels: str, size: int):
     )
     ours.load_state_dict(theirs.state_dict(), strict=False)
     x = torch.zeros(1)
-    return (lambda: theirs(x)), our_runner(ours, feats), feats
+    return Pair(theirs, lambda: theirs(x), ours, feats)
 
 
 def pair_effdet_bifpn(width: int, size: int):
@@ -88,7 +95,7 @@ def pair_effdet_bifpn(width: int, size: int):
     ours = BiFPN(bottom_up=GivenFeatures(channels), in_features=list(feats), out_channels=width)
     load_neck_state_dict(ours, convert_effdet_bifpn(theirs.state_dict(), ours))
     inputs = list(feats.values())
-    return (lambda: theirs(list(inputs))), our_runner(ours, feats), feats
+    return Pair(theirs, lambda: theirs(list(inputs)), ours, feats)
 
 
 def _mmdet_necks():
@@ -108,8 +115,7 @@ def pair_mmdet_pafpn(size: int):
     )
     load_neck_state_dict(ours, convert_mmdet_pafpn(theirs.state_dict(), ours))
     inputs = tuple(feats.values())
-    theirs.eval()
-    return (lambda: theirs(inputs)), our_runner(ours, feats), feats
+    return Pair(theirs, lambda: theirs(inputs), ours, feats)
 
 
 def pair_mmdet_nasfpn(size: int):
@@ -133,7 +139,7 @@ def pair_mmdet_nasfpn(size: int):
     )
     load_neck_state_dict(ours, convert_mmdet_nasfpn(theirs.state_dict(), ours))
     inputs = tuple(feats.values())
-    return (lambda: theirs(inputs)), our_runner(ours, feats), feats
+    return Pair(theirs, lambda: theirs(inputs), ours, feats)
 
 
 def pair_centernet2_bifpn(size: int):
@@ -166,7 +172,7 @@ def pair_centernet2_bifpn(size: int):
     x = torch.zeros(1)
     # Not the same function (CenterNet2 pools with kernel 2, effdet/TF with kernel 3 SAME), so the
     # outputs are not compared, only the cost.
-    return (lambda: theirs(x)), our_runner(ours, feats), feats
+    return Pair(theirs, lambda: theirs(x), ours, feats)
 
 
 PAIRS: Dict[str, Callable] = {
@@ -208,17 +214,23 @@ def main(argv: List[str] = None) -> None:
         if args.only and not any(s in name for s in args.only):
             continue
         try:
-            theirs, (ours, neck), feats = make()
+            pair = make()
         except ImportError as e:
             print(f"{name}: peer not installed ({e}); skipped")
             results["pairs"][name] = {"skipped": str(e)}
             continue
+        pair.peer.eval()
+        pair.ours.eval()
         with torch.no_grad():
-            diff = None if name in COST_ONLY else max_rel_diff(ours(), theirs())
-        flops = count_neck_flops(neck, feats)
+            diff = None if name in COST_ONLY else max_rel_diff(pair.ours_call(), pair.peer_call())
+        flops = count_neck_flops(pair.ours, pair.feats)
         with torch.no_grad():
             stats = interleaved_latency(
-                {"ours": ours, "peer": theirs, "roofline": lambda: roof_conv(roof_x)},
+                {
+                    "ours": pair.ours_call,
+                    "peer": pair.peer_call,
+                    "roofline": lambda: roof_conv(roof_x),
+                },
                 repeats=args.repeats,
             )
         ratio = stats["ours"]["median"] / stats["peer"]["median"]
@@ -239,33 +251,37 @@ def main(argv: List[str] = None) -> None:
             f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}"
         )
         if args.train:
-            results["pairs"][name]["train"] = train_mode_ratio(neck, feats, args.repeats)
+            results["pairs"][name]["train"] = training_step_ratio(pair, args.repeats)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
 
 
-def train_mode_ratio(neck, feats, repeats: int) -> Dict[str, float]:
-    """Training step (forward + backward) of our neck in NHWC against the plain NCHW layout."""
-    nchw = copy.deepcopy(neck)
-    nchw.set_channels_last(False)
+def training_step_ratio(pair: Pair, repeats: int) -> Dict[str, float]:
+    """A training step (train mode, forward + backward of the mean of every output) of our neck
+    against the peer's, which is the straightforward implementation of the same function."""
 
-    def step(model):
+    def step(module, call):
         def run():
-            model.zero_grad(set_to_none=True)
-            out = model.forward_neck(feats)
-            sum(o.mean() for o in out.values()).backward()
+            module.zero_grad(set_to_none=True)
+            out = call()
+            out = out.values() if isinstance(out, dict) else out
+            sum(o.mean() for o in out).backward()
 
         return run
 
-    for model in (neck, nchw):
-        model.train()
-    stats = interleaved_latency({"nhwc": step(neck), "nchw": step(nchw)}, repeats=repeats)
-    neck.eval()
-    ratio = stats["nhwc"]["median"] / stats["nchw"]["median"]
+    pair.ours.train()
+    pair.peer.train()
+    stats = interleaved_latency(
+        {"ours": step(pair.ours, pair.ours_call), "peer": step(pair.peer, pair.peer_call)},
+        repeats=repeats,
+    )
+    pair.ours.eval()
+    pair.peer.eval()
+    ratio = stats["ours"]["median"] / stats["peer"]["median"]
     print(
-        f"{'':32s} training step: NHWC {stats['nhwc']['median'] * 1e3:8.1f} ms  NCHW "
-        f"{stats['nchw']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}"
+        f"{'':32s} training step: ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
+        f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}"
     )
     return dict(stats, ratio=ratio)
 

@@ -43,21 +43,23 @@ def bench_section(folder: str) -> str:
     lines = [
         f"{results['threads']} threads, batch 1, eval mode, median of {results['repeats']} "
         "interleaved runs; roofline = GFLOP/s of a 256-channel 3x3 conv at 100x100 timed in "
-        "turns with each pair; FLOPs by fvcore.",
+        "turns with each pair; FLOPs by fvcore; training step = forward + backward in train "
+        "mode.",
         "",
         "| neck (peer, config) | ours (ms) | peer (ms) | ours / peer | GFLOPs | % of roofline "
-        "| max rel. diff |",
-        "|---|---|---|---|---|---|---|",
+        "| max rel. diff | training step ours / peer |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["pairs"].items():
         if "skipped" in r:
-            lines.append(f"| {name} | – | – | peer not installed | – | – | – |")
+            lines.append(f"| {name} | – | – | peer not installed | – | – | – | – |")
             continue
         diff = "not the same function" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.0e}"
+        train = f"{r['train']['ratio']:.2f}" if "train" in r else "–"
         lines.append(
             f"| {name} | {r['ours']['median'] * 1e3:.0f} | {r['peer']['median'] * 1e3:.0f} | "
             f"{r['ratio']:.2f} | {r['gflops']:.2f} | {r['roofline_fraction'] * 100:.0f}% | "
-            f"{diff} |"
+            f"{diff} | {train} |"
         )
     return "\n".join(lines) + "\n"
 
