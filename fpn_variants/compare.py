@@ -30,7 +30,12 @@ from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
-from .analysis import count_neck_flops, count_parameters, interleaved_latency
+from .analysis import (
+    count_neck_flops,
+    count_parameters,
+    interleaved_latency,
+    reference_layout,
+)
 from .config import add_fpn_variants_config
 from .engine import Trainer
 from .io import atomic_write_text
@@ -88,9 +93,11 @@ def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
     sample = _sample_image(cfg)
     image = sample["image"]
     with torch.no_grad():
-        flops = FlopCountAnalysis(model, [sample])
-        flops.unsupported_ops_warnings(False)
-        flops.uncalled_modules_warnings(False)
+        with reference_layout(model):
+            flops = FlopCountAnalysis(model, [sample])
+            flops.unsupported_ops_warnings(False)
+            flops.uncalled_modules_warnings(False)
+            total_flops = flops.total()
         features = model.backbone.bottom_up(model.preprocess_image([sample]).tensor)
         neck_flops = count_neck_flops(model.backbone, features)
         stats = interleaved_latency(
@@ -105,7 +112,7 @@ def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
         "threads": torch.get_num_threads(),
         "params": count_parameters(model),
         "neck_params": count_parameters(model.backbone, exclude_prefix="bottom_up."),
-        "gflops": flops.total() / 1e9,
+        "gflops": total_flops / 1e9,
         "neck_gflops": neck_flops / 1e9,
         "neck_latency_ms": stats["neck"]["median"] * 1e3,
         "neck_latency_min_ms": stats["neck"]["min"] * 1e3,

@@ -151,3 +151,26 @@ def test_bad_config_values_raise_errors_that_name_the_key(key, value, error, mes
     cfg.merge_from_list([key, value])
     with pytest.raises(error, match=message.replace("[", r"\[")):
         build_backbone(cfg)
+
+
+def test_flops_are_counted_on_the_function_not_the_fast_path():
+    """fvcore FLOPs of our FPN in eval mode (NHWC, 1x1 convs as GEMMs) equal Detectron2's FPN's."""
+    from detectron2.modeling.backbone.fpn import FPN as D2FPN
+    from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+
+    from fpn_variants.analysis import count_flops, count_neck_flops
+
+    ours = build_backbone(make_cfg(channels=32)).eval()
+    theirs = D2FPN(
+        bottom_up=ours.bottom_up,
+        in_features=["res2", "res3", "res4", "res5"],
+        out_channels=32,
+        top_block=LastLevelMaxPool(),
+    ).eval()
+    x = torch.rand(1, 3, 96, 64)
+    with torch.no_grad():
+        features = ours.bottom_up(x)
+    assert ours.channels_last
+    bottom_up = count_flops(ours.bottom_up, (x,))
+    assert count_neck_flops(ours, features) == count_flops(theirs, (x,)) - bottom_up > 0
+    assert ours.channels_last  # restored
