@@ -128,3 +128,40 @@ def test_converted_weights_must_fit_the_options():
     official = PANet(bottom_up=StridedBackbone(R50_CHANNELS), in_features=["c2", "c3", "c4", "c5"])
     with pytest.raises(KeyError, match="do not fit this PANet"):
         load_neck_state_dict(official, convert_mmdet_pafpn(theirs.state_dict(), official))
+
+
+def test_effdet_bifpn_training_mode_forward_and_gradients():
+    """Train mode (BN on batch statistics) and backward agree with effdet too, not only eval."""
+    effdet = import_peer("effdet")
+    from effdet.efficientdet import BiFpn
+
+    size = 128
+    cfg = effdet.get_efficientdet_config("tf_efficientdet_d0")
+    cfg.image_size = (size, size)
+    info = [
+        dict(num_chs=40, reduction=8),
+        dict(num_chs=112, reduction=16),
+        dict(num_chs=320, reduction=32),
+    ]
+    theirs = randomize(BiFpn(cfg, copy.deepcopy(info))).train()
+    channels = {3: 40, 4: 112, 5: 320}
+    ours = BiFPN(bottom_up=StridedBackbone(channels), in_features=["c3", "c4", "c5"]).train()
+    load_neck_state_dict(ours, convert_effdet_bifpn(theirs.state_dict(), ours))
+    feats = {k: torch.cat([v, v.flip(-1)]) for k, v in features(channels, size).items()}
+    expected = theirs([feats["c3"], feats["c4"], feats["c5"]])
+    out = list(ours.forward_neck(feats).values())
+    assert_close(out, expected)
+    sum(x.square().mean() for x in expected).backward()
+    sum(x.square().mean() for x in out).backward()
+    # Their gradients, renamed to our keys by the weight converter (buffers: zeros).
+    params = dict(theirs.named_parameters())
+    grads = {
+        k: params[k].grad if k in params else torch.zeros_like(v)
+        for k, v in theirs.state_dict().items()
+    }
+    expected_grads = convert_effdet_bifpn(grads, ours)
+    for name, param in ours.named_parameters():
+        if name.startswith("bottom_up."):
+            continue
+        expected = expected_grads[name]
+        assert (param.grad - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max()), name

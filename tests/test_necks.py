@@ -54,8 +54,9 @@ def test_every_parameter_gets_a_gradient(neck):
 
 
 @pytest.mark.parametrize("neck", ALL_NECKS)
-def test_torchscript_matches_eager(neck):
-    model = build_backbone(neck_cfg(neck, "p3p7")).eval()
+@pytest.mark.parametrize("levels", ["p2p6", "p3p7"])
+def test_torchscript_matches_eager(neck, levels):
+    model = build_backbone(neck_cfg(neck, levels)).eval()
     scripted = script_backbone(model)
     x = torch.rand(1, 3, 100, 72)
     with torch.no_grad():
