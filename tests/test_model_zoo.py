@@ -313,3 +313,20 @@ def test_metrics_readers(tmp_path):
 def test_invalid_names_are_refused(train_dir, tmp_path):
     with pytest.raises(ValueError, match="not valid"):
         mz.package(train_dir[0], "../escape", manifest=tmp_path / "m.json", releases_dir=tmp_path)
+
+
+def test_committed_model_zoo_md_is_generated_from_the_committed_manifest():
+    """MODEL_ZOO.md is never hand-edited: it is what `make zoo` renders from the manifest."""
+    manifest = REPO / "model_zoo" / "manifest.json"
+    output = REPO / "MODEL_ZOO.md"
+    expected = mz.render_model_zoo(manifest, output, command=_tool("build_zoo").COMMAND)
+    assert output.read_text() == expected
+    rows = [line for line in expected.splitlines() if line.startswith("| [")]
+    cells = {tuple(c.strip() for c in row.strip("|").split("|")[1:3]) for row in rows}
+    detectors, necks = ("Faster R-CNN", "RetinaNet", "Mask R-CNN"), (
+        "FPN",
+        "PANet",
+        "BiFPN",
+        "NAS-FPN",
+    )
+    assert cells == {(d, n) for d in detectors for n in necks}

@@ -122,7 +122,8 @@ def get_checkpoint(
     if not url:
         raise FileNotFoundError(
             f"model {name!r}: weights file {local} does not exist and manifest {manifest_path} "
-            "gives no URL to download them from"
+            "gives no URL to download them from (the CPU zoo's weights are not in git: `make zoo` "
+            "trains and releases them)"
         )
     cached = Path(cache_dir or default_cache_dir()) / name / _url_basename(url)
     if cached.is_file():

@@ -28,10 +28,14 @@ _HOW_TO_READ = """\
   the built model when it was packaged.
 - **GFLOPs** (fvcore convention: one multiply-add is one flop) and **Latency (ms)** (one image,
   inference, on the hardware below) are the numbers given to `tools/package_model.py`
-  (`--gflops`, `--latency-ms`, or the training folder's `cost.json`).
+  (`--gflops`, `--latency-ms`, or the training folder's `cost.json`); `tools/build_zoo.py`
+  measures them in its comparison run, on one test-size image, all models in the same run.
 - **Train time**: wall-clock time of the training run (Detectron2's "Total training time").
 - **Box AP**, **AP50**, **AP75**, **AP_S**, **AP_M**, **AP_L**: COCO box metrics (%) of the
   last evaluation on the test set in "Common settings"; **Mask AP**: COCO mask AP (Mask R-CNN).
+- AP depends on the schedule in "Common settings": after a short schedule from scratch it ranks
+  the necks under that recipe only; it is not what each neck reaches at convergence (necks with
+  norm layers and many stacked cells, BiFPN and NAS-FPN, are the furthest from it).
 - **sha256**: the first 8 hex digits of the weights file; `get` checks the whole hash before it
   loads the file with `torch.load(weights_only=True)`.
 - "–": not measured or not applicable."""
@@ -115,12 +119,27 @@ _SETTINGS: Dict[str, Callable[[CfgNode, Mapping[str, Any]], str]] = {
 }
 
 
-def _common_settings(configs: List[CfgNode], entries: List[Mapping[str, Any]]) -> List[str]:
-    """One "- **label**: value" line per setting; a value that differs lists every variant."""
+def _who(names: List[str], entries: Mapping[str, Mapping[str, Any]]) -> str:
+    """The models ``names`` as few words: their detectors or necks when they cover all of them."""
+    for key in ("detector", "neck"):
+        kinds = list(dict.fromkeys(entries[n].get(key, "–") for n in names))
+        if {n for n, e in entries.items() if e.get(key, "–") in kinds} == set(names):
+            return ", ".join(kinds)
+    return ", ".join(names)
+
+
+def _common_settings(configs: List[CfgNode], entries: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """One "- **label**: value" line per setting; a value that differs is given per group of
+    models (by detector or neck when possible)."""
     lines = []
     for label, setting in _SETTINGS.items():
-        values = list(dict.fromkeys(setting(c, e) for c, e in zip(configs, entries)))
-        value = values[0] if len(values) == 1 else " / ".join(values) + " (varies by model)"
+        groups: Dict[str, List[str]] = {}
+        for cfg, name in zip(configs, entries):
+            groups.setdefault(setting(cfg, entries[name]), []).append(name)
+        if len(groups) == 1:
+            value = next(iter(groups))
+        else:
+            value = "; ".join(f"{v} ({_who(names, entries)})" for v, names in groups.items())
         lines.append(f"- **{label}**: {value}")
     return lines
 
@@ -181,7 +200,7 @@ def render_model_zoo(
     ]
     if names:
         configs = [get_config(n, manifest=manifest_path) for n in names]
-        lines += _common_settings(configs, [models[n] for n in names])
+        lines += _common_settings(configs, {n: models[n] for n in names})
     else:
         lines.append("No model has been released yet.")
     lines += [
