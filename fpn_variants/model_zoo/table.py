@@ -34,8 +34,8 @@ _HOW_TO_READ = """\
 - **Box AP**, **AP50**, **AP75**, **AP_S**, **AP_M**, **AP_L**: COCO box metrics (%) of the
   last evaluation on the test set in "Common settings"; **Mask AP**: COCO mask AP (Mask R-CNN).
 - AP depends on the schedule in "Common settings": after a short schedule from scratch it ranks
-  the necks under that recipe only; it is not what each neck reaches at convergence (necks with
-  norm layers and many stacked cells, BiFPN and NAS-FPN, are the furthest from it).
+  the necks under that recipe only; it is not what each neck reaches at convergence (README,
+  "Reading these numbers").
 - **sha256**: the first 8 hex digits of the weights file; `get` checks the whole hash before it
   loads the file with `torch.load(weights_only=True)`.
 - "–": not measured or not applicable."""
