@@ -53,10 +53,14 @@ def reference_layout(model: nn.Module) -> Iterator[None]:
             neck.set_channels_last(True)
 
 
-def count_flops(module: nn.Module, inputs) -> int:
-    """fvcore FLOPs (multiply-adds) of ``module(*inputs)``; silent about unsupported ops."""
+def count_flops(module: nn.Module, inputs, analysis_class=FlopCountAnalysis) -> int:
+    """fvcore FLOPs (multiply-adds) of ``module(*inputs)``; silent about unsupported ops.
+
+    ``analysis_class``: fvcore's ``FlopCountAnalysis`` or a subclass, e.g. Detectron2's for a
+    detector called on its list of input dicts.
+    """
     with reference_layout(module):
-        analysis = FlopCountAnalysis(module, inputs)
+        analysis = analysis_class(module, inputs)
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         return int(analysis.total())

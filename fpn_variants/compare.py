@@ -30,12 +30,7 @@ from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
-from .analysis import (
-    count_neck_flops,
-    count_parameters,
-    interleaved_latency,
-    reference_layout,
-)
+from .analysis import count_flops, count_neck_flops, count_parameters, interleaved_latency
 from .config import add_fpn_variants_config
 from .engine import Trainer
 from .io import atomic_write_text
@@ -93,11 +88,7 @@ def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
     sample = _sample_image(cfg)
     image = sample["image"]
     with torch.no_grad():
-        with reference_layout(model):
-            flops = FlopCountAnalysis(model, [sample])
-            flops.unsupported_ops_warnings(False)
-            flops.uncalled_modules_warnings(False)
-            total_flops = flops.total()
+        total_flops = count_flops(model, ([sample],), FlopCountAnalysis)
         features = model.backbone.bottom_up(model.preprocess_image([sample]).tensor)
         neck_flops = count_neck_flops(model.backbone, features)
         stats = interleaved_latency(
