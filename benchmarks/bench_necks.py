@@ -201,6 +201,9 @@ def main(argv: List[str] = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="substrings of pair names to run")
     parser.add_argument("--train", action="store_true", help="also time training steps")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print torch.profiler's costliest ops"
+    )
     parser.add_argument("--out", default="output/bench_necks")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -250,11 +253,26 @@ def main(argv: List[str] = None) -> None:
             f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline "
             f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}"
         )
+        if args.profile:
+            print_profile(pair)
         if args.train:
             results["pairs"][name]["train"] = training_step_ratio(pair, args.repeats)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
+
+
+def print_profile(pair: Pair, forwards: int = 5, rows: int = 8) -> None:
+    """The ops with the most self CPU time, by input shape, over ``forwards`` eval forwards of
+    ours and of the peer."""
+    for label, call in (("ours", pair.ours_call), ("peer", pair.peer_call)):
+        with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+            for _ in range(forwards):
+                call()
+        table = prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=rows
+        )
+        print(f"{label}: torch.profiler, {forwards} forwards\n{table}")
 
 
 def training_step_ratio(pair: Pair, repeats: int) -> Dict[str, float]:
