@@ -183,10 +183,9 @@ class TrainingTime(HookBase):
 def train_and_evaluate(cfg: CfgNode) -> Dict:
     """Train (resuming from the cell's last checkpoint if any), then COCO-evaluate."""
     seed_all_rng(cfg.SEED)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    trainer = Trainer(cfg)  # refused if another run uses the cell's OUTPUT_DIR
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
-    trainer = Trainer(cfg)
     timer = TrainingTime()
     trainer.register_hooks([timer])
     trainer.resume_or_load(resume=True)

@@ -16,15 +16,23 @@ What differs from Detectron2's own ``tools/train_net.py``:
   one.
 * The config is loaded without running YAML python tags and checked by
   :func:`fpn_variants.config.check_config` before anything is built.
+* One run per output folder: a run takes a lock in OUTPUT_DIR before writing anything there
+  (:func:`claim_output_dir`); a second run on a folder in use is refused, naming the process
+  that holds it. The lock goes with its process, so a crashed run never blocks ``--resume``.
+* Several processes (:func:`launch`): collectives time out after ``--dist-timeout`` seconds, and
+  when a process dies the launcher stops the others and raises :class:`WorkerFailedError`
+  saying which one failed and how to resume.
 """
 
 import argparse
+import datetime
 import logging
 import os
 import random
+import signal
 import time
 import weakref
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -39,10 +47,13 @@ from detectron2.engine import (
     default_argument_parser,
     default_setup,
 )
+from detectron2.engine import launch as detectron2_launch
 from detectron2.engine.defaults import create_ddp_model
+from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from torch.multiprocessing.spawn import ProcessException, ProcessExitedException
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import Checkpointer
@@ -55,18 +66,58 @@ from .data.resumable import (
     find_resumable_sampler,
     resolve_seed,
 )
+from .io import FileLock, LockHeldError, describe_holder
 
 __all__ = [
     "Checkpointer",
+    "LockHeldError",
     "SeedEachIteration",
     "Trainer",
+    "WorkerFailedError",
     "argument_parser",
+    "base_argument_parser",
+    "claim_output_dir",
+    "launch",
     "register_datasets_from_args",
     "setup",
     "main",
 ]
 
 logger = logging.getLogger(__name__)
+
+# The lock file a run holds in its OUTPUT_DIR, and the locks this process holds, by folder.
+RUN_LOCK = ".run.lock"
+_RUN_LOCKS: Dict[str, FileLock] = {}
+
+
+def claim_output_dir(output_dir: str) -> None:
+    """Make this run the only one using ``output_dir``: rank 0 takes the lock ``OUTPUT_DIR/
+    .run.lock`` and keeps it until the process ends (again in the same process: no-op).
+
+    Call it before writing anything into the folder, on every rank (in a multi-process run the
+    ranks learn rank 0's outcome, so that all of them stop if it is refused).
+
+    Raises:
+        LockHeldError: another process holds the folder (the message names it).
+    """
+    refusal = None
+    folder = os.path.realpath(output_dir)
+    if comm.is_main_process() and output_dir and folder not in _RUN_LOCKS:
+        lock = FileLock(os.path.join(folder, RUN_LOCK))
+        try:
+            _RUN_LOCKS[folder] = lock.acquire(wait=False)
+        except LockHeldError as e:
+            refusal = (
+                f"OUTPUT_DIR {output_dir} is in use by another run: {describe_holder(e.holder)}. "
+                "Two runs in one folder would overwrite each other's checkpoints, metrics and "
+                "logs: wait until it ends, or give this run another OUTPUT_DIR. (The lock, "
+                f"{lock.path}, is released when its process ends, also by a crash.)",
+                e.holder,
+            )
+    if comm.get_world_size() > 1:
+        refusal = comm.all_gather(refusal)[0]
+    if refusal is not None:
+        raise LockHeldError(*refusal)
 
 
 def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -107,6 +158,7 @@ class Trainer(DefaultTrainer):
         """
         # Same construction as DefaultTrainer.__init__, with the two CPU fixes above; it cannot
         # be reached through a hook because DefaultTrainer calls create_ddp_model directly.
+        claim_output_dir(cfg.OUTPUT_DIR)
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -194,10 +246,25 @@ class Trainer(DefaultTrainer):
         return results
 
 
-def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's ``default_argument_parser`` plus ``--dataset-train`` / ``--dataset-test`` and
-    ``--allow-partial-weights``."""
+def base_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """Detectron2's ``default_argument_parser`` plus ``--dist-timeout`` (see :func:`launch`)."""
     parser = default_argument_parser(epilog)
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT.total_seconds(),
+        metavar="SECONDS",
+        help="with several processes: how long a collective waits for the others before the "
+        "process gives up (a process that died is noticed at once; one that hangs, after this). "
+        "Default: Detectron2's, %(default)g",
+    )
+    return parser
+
+
+def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """:func:`base_argument_parser` plus ``--dataset-train`` / ``--dataset-test`` and
+    ``--allow-partial-weights``."""
+    parser = base_argument_parser(epilog)
     parser.add_argument(
         "--allow-partial-weights",
         action="store_true",
@@ -274,8 +341,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
     """Config from the command line: get_cfg -> add_fpn_variants_config -> merge the file (plain
     YAML: python tags are refused) -> datasets given by path (they set DATASETS.* and
     NUM_CLASSES) -> merge the trailing options (so they win) -> OUTPUT_DIR ".../auto" named after
-    the config file -> :func:`~fpn_variants.config.check_config` -> freeze -> ``default_setup``
-    (logging, seed, config dump in OUTPUT_DIR)."""
+    the config file -> :func:`~fpn_variants.config.check_config` -> freeze ->
+    :func:`claim_output_dir` -> ``default_setup`` (logging, seed, config dump in OUTPUT_DIR)."""
     cfg = get_cfg()
     add_fpn_variants_config(cfg)
     if args.config_file:
@@ -285,6 +352,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     _resolve_auto_output_dir(cfg, args.config_file)
     check_config(cfg)
     cfg.freeze()
+    claim_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fpn_variants")
     _set_cpu_threads(cfg)
@@ -310,3 +378,69 @@ def main(args: argparse.Namespace):
     trainer = Trainer(cfg, allow_partial_weights=args.allow_partial_weights)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+class WorkerFailedError(RuntimeError):
+    """A process of a multi-process run died or raised; the launcher stopped the others."""
+
+
+def launch(main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
+    """Run ``main_func(args)`` with Detectron2's ``launch`` and the process options of ``args``
+    (``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--dist-timeout``).
+
+    With several processes: collectives wait at most ``--dist-timeout`` seconds for a process;
+    a worker stopped by SIGTERM (the launcher stops the others when one fails) exits through
+    its ``finally`` blocks, so it keeps no half-written file; and a failure raises
+    :class:`WorkerFailedError` here, naming the process and how to resume.
+    """
+    try:
+        detectron2_launch(
+            _run_worker,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(main_func, args),
+            timeout=datetime.timedelta(seconds=args.dist_timeout),
+        )
+    except ProcessException as e:
+        raise WorkerFailedError(_failure_message(e, args)) from None
+
+
+def _run_worker(main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
+    if comm.get_world_size() > 1:
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    main_func(args)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    logger.error(
+        f"Rank {comm.get_rank()} stopped by SIGTERM (when a process fails, the launcher stops the "
+        "others)."
+    )
+    raise SystemExit(128 + signum)
+
+
+def _failure_message(error: ProcessException, args: argparse.Namespace) -> str:
+    index = error.error_index
+    rank = args.machine_rank * args.num_gpus + index
+    who = (
+        f"process {index} of this machine (rank {rank} of {args.num_machines * args.num_gpus}, "
+        f"pid {error.error_pid})"
+    )
+    if isinstance(error, ProcessExitedException):
+        what = (
+            f"was killed by {error.signal_name}"
+            if error.signal_name
+            else f"exited with code {error.exit_code}"
+        )
+    else:  # ProcessRaisedException: the message ends with the worker's traceback
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        what = f"failed: {lines[-1] if lines else error}"
+    return (
+        f"Training stopped: {who} {what}. The other processes of this machine were stopped; "
+        "those on other machines stop when their next collective fails (at once when a process "
+        f"died, after --dist-timeout={args.dist_timeout:g} s when it hangs). Checkpoints are "
+        "written atomically, so the last one in OUTPUT_DIR is intact: to continue from it, run "
+        "the same command with --resume and the same number of processes."
+    )

@@ -1,11 +1,28 @@
-"""Crash-safe file writes: readers see the old content or the new one, never a partial file."""
+"""Crash-safe files: atomic writes (readers see the old content or the new one, never a partial
+file) and an inter-process lock that a crashed holder never leaves taken."""
 
 import contextlib
+import json
 import os
+import socket
+import sys
+import time
 import uuid
-from typing import IO, Callable, Union
+from typing import IO, Any, Callable, Dict, Optional, Set, Union
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+try:  # POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = [
+    "FileLock",
+    "LockHeldError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "describe_holder",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -44,3 +61,118 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class LockHeldError(RuntimeError):
+    """Another process holds a :class:`FileLock`; ``holder`` is what it recorded (pid, host,
+    command, since), empty if it had not written it yet."""
+
+    def __init__(self, message: str, holder: Dict[str, Any]):
+        super().__init__(message)
+        self.holder = holder
+
+
+def describe_holder(holder: Dict[str, Any]) -> str:
+    """ "process 123 on host h (since <time>): <command>", from a lock file's record."""
+    if not holder.get("pid"):
+        return "a process that has not recorded itself yet"
+    return (
+        f"process {holder['pid']} on host {holder.get('host', '?')} (since "
+        f"{holder.get('since', '?')}): {holder.get('command', '?')}"
+    )
+
+
+class FileLock:
+    """An exclusive advisory lock (``flock``) on the file ``path``, between processes.
+
+    The holder records its pid, host, command line and start time in the file, so that a process
+    refused the lock can say who has it. The operating system releases the lock when the holder's
+    process ends in any way (also SIGKILL), so a crashed holder never leaves it taken; the file
+    itself stays. Processes forked while it is held do not keep it (their copy of the descriptor
+    is closed). Where ``fcntl`` does not exist (Windows) locking is a no-op.
+
+    Use ``with FileLock(path):`` to wait for it, or ``acquire(wait=False)`` to fail at once with
+    :class:`LockHeldError`; ``release()`` (or the end of the process) gives it back.
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = os.path.abspath(os.fspath(path))
+        self._fd: Optional[int] = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, wait: bool = True) -> "FileLock":
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this FileLock")
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    holder = _read_holder(fd)
+                    raise LockHeldError(
+                        f"{self.path} is locked by {describe_holder(holder)}", holder
+                    ) from None
+            _write_holder(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        _HELD.add(self)
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        _HELD.discard(self)
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # releases the flock
+
+    def __enter__(self) -> "FileLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+_HELD: Set[FileLock] = set()
+
+
+def _forget_locks_in_child() -> None:
+    # A forked child shares the parent's open file description: closing its descriptor (without
+    # LOCK_UN, which would release the parent's lock) keeps it from holding the lock on after
+    # the parent died.
+    for lock in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(lock._fd)
+        lock._fd = None
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
+def _write_holder(fd: int) -> None:
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(sys.argv) or sys.executable,
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
+
+
+def _read_holder(fd: int) -> Dict[str, Any]:
+    try:
+        record = json.loads(os.pread(fd, 1 << 16, 0).decode("utf-8"))
+    except (OSError, ValueError):  # empty (not written yet) or being rewritten
+        return {}
+    return record if isinstance(record, dict) else {}

@@ -293,7 +293,7 @@ def test_a_lazyconfig_trains_and_evaluates(tiny_builtin_data, tmp_path):
         "model.roi_heads.box_predictor.test_score_thresh=0.0",
         "model.roi_heads.box_predictor.test_topk_per_image=10",
     ]
-    results = tool.main(tool.default_argument_parser().parse_args(["--config-file", config, *tiny]))
+    results = tool.main(tool.base_argument_parser().parse_args(["--config-file", config, *tiny]))
     for task in ("bbox", "segm"):
         assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(results[task])
         assert np.isfinite(results[task]["AP"])
@@ -306,5 +306,5 @@ def test_a_lazyconfig_trains_and_evaluates(tiny_builtin_data, tmp_path):
     assert locate(saved.model.backbone._target_) is fpn_variants.FPN
 
     args = ["--eval-only", "--config-file", config, *tiny, f"train.init_checkpoint={weights}"]
-    again = tool.main(tool.default_argument_parser().parse_args(args))
+    again = tool.main(tool.base_argument_parser().parse_args(args))
     assert np.isclose(again["bbox"]["AP"], results["bbox"]["AP"])

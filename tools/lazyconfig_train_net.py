@@ -27,21 +27,15 @@ Differences from Detectron2's script: checkpoints are fpn_variants' (atomic save
 loading, no unpickling of arbitrary objects: :mod:`fpn_variants.checkpoint`); several processes
 on the CPU (``--num-gpus N`` without CUDA) wrap the model in ``DistributedDataParallel`` without
 device ids; ``dataloader.evaluator=null`` skips the evaluation; ``main`` returns the last
-evaluation results after training too.
+evaluation results after training too. As ``tools/train_net.py``: one run per output folder
+(``train.output_dir`` is locked before anything is written there, a second run on it is refused)
+and ``--dist-timeout SECONDS`` bounds how long a process waits in a collective for another.
 """
 
 import logging
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import (
-    AMPTrainer,
-    SimpleTrainer,
-    default_argument_parser,
-    default_setup,
-    default_writers,
-    hooks,
-    launch,
-)
+from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
@@ -50,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import fpn_variants  # noqa: F401  registers the necks' builders and the built-in datasets
 from fpn_variants.checkpoint import Checkpointer
+from fpn_variants.engine import base_argument_parser, claim_output_dir, launch
 
 logger = logging.getLogger("fpn_variants")
 
@@ -138,6 +133,7 @@ def do_train(args, cfg) -> dict:
 def main(args) -> dict:
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    claim_output_dir(cfg.train.output_dir)  # before anything is written there
     default_setup(cfg, args)  # logging, seed (train.seed), config saved in train.output_dir
 
     if args.eval_only:
@@ -150,12 +146,4 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    args = default_argument_parser(epilog=__doc__).parse_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch(main, base_argument_parser(epilog=__doc__).parse_args())

@@ -25,6 +25,8 @@ Examples::
 Options: Detectron2's ``--config-file``, ``--resume``, ``--eval-only``, ``--num-gpus``,
 ``--num-machines``, ``--machine-rank``, ``--dist-url``, plus
 
+  --dist-timeout SECONDS                 with several processes: how long a collective waits
+                                         for a process that hangs (default 1800)
   --dataset-train NAME JSON IMAGE_ROOT   register a COCO instances file and train on it
                                          (repeatable; sets DATASETS.TRAIN and NUM_CLASSES)
   --dataset-test NAME JSON IMAGE_ROOT    same for DATASETS.TEST (evaluation)
@@ -35,18 +37,9 @@ registered: a missing file, malformed JSON, an unknown category id or an empty b
 with the file name and the offending entries.
 """
 
-from detectron2.engine import launch
-
-from fpn_variants.engine import argument_parser, main
+from fpn_variants.engine import argument_parser, launch, main
 
 if __name__ == "__main__":
     args = argument_parser(epilog=__doc__).parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch(main, args)

@@ -22,7 +22,6 @@ into place under a file lock, so an interrupted or concurrent run never leaves h
 """
 
 import colorsys
-import contextlib
 import functools
 import json
 import logging
@@ -35,16 +34,13 @@ import time
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
-try:  # POSIX only; without it generation is still atomic, only not serialized.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from ..io import FileLock
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -501,18 +497,6 @@ def _is_current(dataset_dir: str, splits: Dict[str, SyntheticSpec]) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _locked(lock_file: str) -> Iterator[None]:
-    with open(lock_file, "a") as f:
-        if fcntl is not None:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def generate_synthetic_dataset(
     dataset_dir: str, splits: Optional[Dict[str, SyntheticSpec]] = None
 ) -> Dict[str, Tuple[str, str]]:
@@ -539,7 +523,7 @@ def generate_synthetic_dataset(
 
     parent, name = os.path.split(dataset_dir)
     os.makedirs(parent, exist_ok=True)
-    with _locked(os.path.join(parent, f".{name}.lock")):
+    with FileLock(os.path.join(parent, f".{name}.lock")):
         if _is_current(dataset_dir, splits):  # another process made it while we waited
             return paths
         start = time.perf_counter()

@@ -1,19 +1,13 @@
 """The manifest: its location, reading and writing it under a lock, names, order and checksums."""
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from ..io import atomic_write_text
-
-try:  # POSIX only; elsewhere concurrent packaging of two models is not serialized
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from ..io import FileLock, atomic_write_text
 
 __all__ = [
     "MANIFEST_ENV",
@@ -151,18 +145,10 @@ def write_manifest(path: Path, data: Dict[str, Any]) -> None:
     atomic_write_text(path, json_dumps({**data, "format": MANIFEST_FORMAT, "models": models}))
 
 
-@contextlib.contextmanager
-def manifest_lock(path: Path) -> Iterator[None]:
-    """Serialize read-modify-write of the manifest ``path`` between processes (POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        if fcntl is not None:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+def manifest_lock(path: Path) -> FileLock:
+    """The lock (``with manifest_lock(path):``) that serializes read-modify-write of the manifest
+    ``path`` between processes."""
+    return FileLock(path.with_name(path.name + ".lock"))
 
 
 def check_name(name: str) -> None:
