@@ -53,7 +53,11 @@ from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-from torch.multiprocessing.spawn import ProcessException, ProcessExitedException
+from torch.multiprocessing.spawn import (
+    ProcessException,
+    ProcessExitedException,
+    ProcessRaisedException,
+)
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import Checkpointer
@@ -391,7 +395,8 @@ def launch(main_func: Callable[[argparse.Namespace], Any], args: argparse.Namesp
     With several processes: collectives wait at most ``--dist-timeout`` seconds for a process;
     a worker stopped by SIGTERM (the launcher stops the others when one fails) exits through
     its ``finally`` blocks, so it keeps no half-written file; and a failure raises
-    :class:`WorkerFailedError` here, naming the process and how to resume.
+    :class:`WorkerFailedError` here, naming the process and how to resume (or
+    :class:`LockHeldError` when the run was refused its OUTPUT_DIR, see :func:`claim_output_dir`).
     """
     try:
         detectron2_launch(
@@ -404,6 +409,10 @@ def launch(main_func: Callable[[argparse.Namespace], Any], args: argparse.Namesp
             timeout=datetime.timedelta(seconds=args.dist_timeout),
         )
     except ProcessException as e:
+        error = _last_line(e) if isinstance(e, ProcessRaisedException) else ""
+        refused = f"{LockHeldError.__module__}.{LockHeldError.__name__}: "
+        if error.startswith(refused):  # every rank refused to start: nothing to resume
+            raise LockHeldError(error[len(refused) :], {}) from None
         raise WorkerFailedError(_failure_message(e, args)) from None
 
 
@@ -421,6 +430,12 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _last_line(error: ProcessRaisedException) -> str:
+    """The exception line of the worker's traceback that ends ``error``'s message."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else str(error)
+
+
 def _failure_message(error: ProcessException, args: argparse.Namespace) -> str:
     index = error.error_index
     rank = args.machine_rank * args.num_gpus + index
@@ -434,9 +449,8 @@ def _failure_message(error: ProcessException, args: argparse.Namespace) -> str:
             if error.signal_name
             else f"exited with code {error.exit_code}"
         )
-    else:  # ProcessRaisedException: the message ends with the worker's traceback
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        what = f"failed: {lines[-1] if lines else error}"
+    else:
+        what = f"failed: {_last_line(error)}"
     return (
         f"Training stopped: {who} {what}. The other processes of this machine were stopped; "
         "those on other machines stop when their next collective fails (at once when a process "

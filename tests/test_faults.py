@@ -8,6 +8,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,7 @@ from fpn_variants.engine import (
 )
 
 from .test_engine import CONFIG, TINY_OPTS, tiny_builtin_data  # noqa: F401  (a fixture)
+from .test_lazyconfig import _train_net as lazyconfig_train_net
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERS, PERIOD = 5, 3  # a checkpoint after iteration 2, and the final one
@@ -223,20 +225,19 @@ time.sleep(120)
 
 
 def _snapshot(folder):
-    return {
-        os.path.join(root, name): (os.path.getsize(os.path.join(root, name)),
-                                   os.path.getmtime(os.path.join(root, name)))
-        for root, _, names in os.walk(folder)
-        for name in names
-    }  # fmt: skip
+    """{path: (size, mtime)} of every file under ``folder``."""
+    paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    return {path: (os.path.getsize(path), os.path.getmtime(path)) for path in paths}
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused_and_a_crashed_run_does_not_block(
     tiny_builtin_data, tmp_path  # noqa: F811
 ):
     run = tmp_path / "run"
-    cell = compare.cell_config("faster_rcnn", "fpn", os.path.join(REPO, "configs", "Synthetic"),
-                               str(tmp_path / "compare"), TINY_OPTS)  # fmt: skip
+    configs = os.path.join(REPO, "configs")
+    cell = compare.cell_config(
+        "faster_rcnn", "fpn", os.path.join(configs, "Synthetic"), str(tmp_path / "compare")
+    )
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(run), cell.OUTPUT_DIR], stdout=subprocess.PIPE, text=True
     )
@@ -246,21 +247,22 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_crashed_run_does_not_b
         before = _snapshot(tmp_path)
         in_use = f"OUTPUT_DIR {run} is in use by another run: process {holder.pid} on host"
 
+        # The command line, with 2 processes: rank 0 is refused, rank 1 learns it, both stop.
         train_net = [sys.executable, os.path.join(REPO, "tools", "train_net.py")]
         second = subprocess.run(
-            [*train_net, "--config-file", CONFIG, "OUTPUT_DIR", str(run)],
+            [*train_net, "--num-gpus", "2", "--config-file", CONFIG, "OUTPUT_DIR", str(run)],
             capture_output=True,
             text=True,
         )
         assert second.returncode == 1 and in_use in second.stderr, second.stderr
         assert f"-c {run} {cell.OUTPUT_DIR}" in second.stderr  # the holder's command line
 
-        lazy = os.path.join(REPO, "configs", "LazyConfig", "Synthetic", "retinanet_R18_FPN.py")
-        tool = _lazyconfig_tool()
-        with pytest.raises(LockHeldError, match=f"OUTPUT_DIR {run} is in use"):
-            tool.main(tool.base_argument_parser().parse_args(
-                ["--config-file", lazy, f"train.output_dir={run}"]))  # fmt: skip
-        with pytest.raises(LockHeldError, match=f"OUTPUT_DIR {cell.OUTPUT_DIR} is in use"):
+        tool = lazyconfig_train_net()
+        lazy = os.path.join(configs, "LazyConfig", "Synthetic", "retinanet_R18_FPN.py")
+        lazy_args = ["--config-file", lazy, f"train.output_dir={run}"]
+        with pytest.raises(LockHeldError, match=re.escape(f"OUTPUT_DIR {run} is in use")):
+            tool.main(tool.base_argument_parser().parse_args(lazy_args))
+        with pytest.raises(LockHeldError, match=re.escape(f"{cell.OUTPUT_DIR} is in use")):
             compare.train_and_evaluate(cell)
         assert _snapshot(tmp_path) == before  # nothing written, not even a log
     finally:
@@ -273,14 +275,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_crashed_run_does_not_b
         args = argument_parser().parse_args(
             ["--config-file", CONFIG, "--resume", *TINY_OPTS, "OUTPUT_DIR", str(run)]
         )
-        cfg = setup(args)
-        assert cfg.OUTPUT_DIR == str(run)
+        setup(args)
         assert json.loads((run / RUN_LOCK).read_text())["pid"] == os.getpid()
     finally:
         os.kill(child, signal.SIGKILL)
-
-
-def _lazyconfig_tool():
-    from .test_lazyconfig import _train_net
-
-    return _train_net()
