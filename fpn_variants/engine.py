@@ -27,6 +27,7 @@ What differs from Detectron2's own ``tools/train_net.py``:
 import argparse
 import datetime
 import logging
+import math
 import os
 import random
 import signal
@@ -160,9 +161,9 @@ class Trainer(DefaultTrainer):
             allow_partial_weights (bool): load MODEL.WEIGHTS even when it fits the model only in
                 part (see :class:`fpn_variants.checkpoint.Checkpointer`).
         """
+        claim_output_dir(cfg.OUTPUT_DIR)
         # Same construction as DefaultTrainer.__init__, with the two CPU fixes above; it cannot
         # be reached through a hook because DefaultTrainer calls create_ddp_model directly.
-        claim_output_dir(cfg.OUTPUT_DIR)
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -250,12 +251,22 @@ class Trainer(DefaultTrainer):
         return results
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return seconds
+
+
 def base_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """Detectron2's ``default_argument_parser`` plus ``--dist-timeout`` (see :func:`launch`)."""
     parser = default_argument_parser(epilog)
     parser.add_argument(
         "--dist-timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT.total_seconds(),
         metavar="SECONDS",
         help="with several processes: how long a collective waits for the others before the "
