@@ -73,7 +73,7 @@ class LockHeldError(RuntimeError):
 
 
 def describe_holder(holder: Dict[str, Any]) -> str:
-    """ "process 123 on host h (since <time>): <command>", from a lock file's record."""
+    """A lock file's record as: process 123 on host h (since <time>): <command>."""
     if not holder.get("pid"):
         return "a process that has not recorded itself yet"
     return (
@@ -98,10 +98,6 @@ class FileLock:
     def __init__(self, path: PathLike):
         self.path = os.path.abspath(os.fspath(path))
         self._fd: Optional[int] = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self, wait: bool = True) -> "FileLock":
         if self._fd is not None:
@@ -167,12 +163,14 @@ def _write_holder(fd: int) -> None:
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
 
 
 def _read_holder(fd: int) -> Dict[str, Any]:
     try:
-        record = json.loads(os.pread(fd, 1 << 16, 0).decode("utf-8"))
+        os.lseek(fd, 0, os.SEEK_SET)
+        record = json.loads(os.read(fd, 1 << 16).decode("utf-8"))
     except (OSError, ValueError):  # empty (not written yet) or being rewritten
         return {}
     return record if isinstance(record, dict) else {}
