@@ -38,6 +38,7 @@ from detectron2.engine import (
     TrainerBase,
     default_argument_parser,
     default_setup,
+    launch,
 )
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
@@ -59,14 +60,21 @@ from .data.resumable import (
 __all__ = [
     "Checkpointer",
     "SeedEachIteration",
+    "SPLITS",
     "Trainer",
+    "TrainingTime",
+    "apply_dataset_names",
     "argument_parser",
     "register_datasets_from_args",
+    "run_from_command_line",
     "setup",
     "main",
 ]
 
 logger = logging.getLogger(__name__)
+
+# The splits of data given by path: --dataset-train / --dataset-test.
+SPLITS = ("train", "test")
 
 
 def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -92,6 +100,33 @@ class SeedEachIteration(HookBase):
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
+
+
+class TrainingTime(HookBase):
+    """Seconds spent in training iterations: the step and the ``before_step`` of the hooks after
+    this one, not the checkpoints, PreciseBN or evaluations that run after a step (they are later
+    hooks' ``after_step``). Kept in the checkpoints (trainer state), so a resumed run counts each
+    iteration once, and put in the event storage as ``train_time_s`` at the end of training
+    (metrics.json)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._step_start = 0.0
+
+    def before_step(self):
+        self._step_start = time.perf_counter()
+
+    def after_step(self):
+        self.seconds += time.perf_counter() - self._step_start
+
+    def after_train(self):
+        self.trainer.storage.put_scalar("train_time_s", self.seconds, smoothing_hint=False)
+
+    def state_dict(self) -> Dict:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.seconds = state["seconds"]
 
 
 class Trainer(DefaultTrainer):
@@ -133,7 +168,7 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self) -> List[HookBase]:
-        return [SeedEachIteration(), *super().build_hooks()]
+        return [SeedEachIteration(), TrainingTime(), *super().build_hooks()]
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
@@ -204,7 +239,7 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
         help="load MODEL.WEIGHTS even if it fits the model only in part (e.g. another neck or "
         "class count): the rest keeps its initialization. Default: a mismatch is an error",
     )
-    for split in ("train", "test"):
+    for split in SPLITS:
         parser.add_argument(
             f"--dataset-{split}",
             nargs=3,
@@ -223,7 +258,7 @@ def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]
     Returns:
         dict: {"train": [names], "test": [names]} (empty lists when not given).
     """
-    names = {"train": [], "test": []}
+    names = {split: [] for split in SPLITS}
     for split in names:
         for name, json_file, image_root in getattr(args, f"dataset_{split}", None) or []:
             register_coco_instances_from_path(name, json_file, image_root)
@@ -231,7 +266,9 @@ def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]
     return names
 
 
-def _apply_dataset_names(cfg: CfgNode, names: Dict[str, List[str]]) -> None:
+def apply_dataset_names(cfg: CfgNode, names: Dict[str, List[str]]) -> None:
+    """Select the datasets registered by path ({"train"/"test": [names]}, empty: keep the
+    config's) in DATASETS.TRAIN / DATASETS.TEST; NUM_CLASSES follows the training data."""
     if names["train"]:
         cfg.DATASETS.TRAIN = tuple(names["train"])
         classes = MetadataCatalog.get(names["train"][0]).thing_classes
@@ -280,7 +317,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     add_fpn_variants_config(cfg)
     if args.config_file:
         cfg.merge_from_file(args.config_file, allow_unsafe=False)
-    _apply_dataset_names(cfg, register_datasets_from_args(args))
+    apply_dataset_names(cfg, register_datasets_from_args(args))
     cfg.merge_from_list(args.opts)
     _resolve_auto_output_dir(cfg, args.config_file)
     check_config(cfg)
@@ -310,3 +347,23 @@ def main(args: argparse.Namespace):
     trainer = Trainer(cfg, allow_partial_weights=args.allow_partial_weights)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+def run_from_command_line(argv: Optional[List[str]] = None, epilog: Optional[str] = None):
+    """``tools/train_net.py``: parse the command line and :func:`main` in one process or, with
+    ``--num-gpus`` / ``--num-machines``, in several (Detectron2's ``launch``). Also runs as
+    ``python -m fpn_variants.engine`` (how the comparison trains each cell)."""
+    args = argument_parser(epilog=epilog).parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    run_from_command_line()

@@ -35,18 +35,7 @@ registered: a missing file, malformed JSON, an unknown category id or an empty b
 with the file name and the offending entries.
 """
 
-from detectron2.engine import launch
-
-from fpn_variants.engine import argument_parser, main
+from fpn_variants.engine import run_from_command_line
 
 if __name__ == "__main__":
-    args = argument_parser(epilog=__doc__).parse_args()
-    print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    run_from_command_line(epilog=__doc__)
