@@ -32,7 +32,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
 from . import __version__
-from .backbone import NECK_BUILDERS
+from .backbone import ALL_BUILDERS
 from .io import atomic_write, atomic_write_text
 from .model_zoo.weights import META_KEY
 from .necks import PyramidNeck
@@ -89,7 +89,7 @@ def checkpoint_metadata(model: nn.Module) -> Dict[str, Any]:
     meta: Dict[str, Any] = {"version": __version__, "model": type(model).__name__}
     neck = next((m for m in model.modules() if isinstance(m, PyramidNeck)), None)
     if neck is not None:
-        builders = {cls: name for name, cls in NECK_BUILDERS.items()}
+        builders = {cls: name for name, cls in ALL_BUILDERS.items()}
         meta["builder"] = builders.get(type(neck))
         meta["neck"] = type(neck).__name__
         meta["neck_version"] = int(neck._version)

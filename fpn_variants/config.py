@@ -146,7 +146,7 @@ def check_config(cfg: CN) -> None:
     """
     from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
-    from .backbone import NECK_BUILDERS
+    from .backbone import ALL_BUILDERS
     from .layers.conv import ACTIVATIONS, NORMS
     from .necks.base import check_choice
 
@@ -156,7 +156,7 @@ def check_config(cfg: CN) -> None:
             "MODEL.BACKBONE.NAME",
             cfg.MODEL.BACKBONE.NAME,
             BACKBONE_REGISTRY,
-            f"the fpn_variants necks are {list(NECK_BUILDERS)}; ",
+            f"the fpn_variants necks are {list(ALL_BUILDERS)}; ",
         ),
     ):
         if name not in registry:
@@ -164,7 +164,7 @@ def check_config(cfg: CN) -> None:
                 f"{key}={name!r} is not registered: {ours}every registered name: "
                 f"{sorted(k for k, _ in registry)}"
             )
-    if cfg.MODEL.BACKBONE.NAME not in NECK_BUILDERS:
+    if cfg.MODEL.BACKBONE.NAME not in ALL_BUILDERS:
         return
     check_variant_keys(cfg)
     counts = {"MODEL.FPN.OUT_CHANNELS": cfg.MODEL.FPN.OUT_CHANNELS}

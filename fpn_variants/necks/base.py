@@ -186,7 +186,7 @@ def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
     """Build the bottom-up network named by ``MODEL.BACKBONE.BOTTOM_UP`` from BACKBONE_REGISTRY."""
     from detectron2.modeling import BACKBONE_REGISTRY
 
-    from ..backbone import NECK_BUILDERS
+    from ..backbone import ALL_BUILDERS
 
     name = cfg.MODEL.BACKBONE.BOTTOM_UP
     if name not in BACKBONE_REGISTRY:
@@ -194,7 +194,7 @@ def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} is not registered in BACKBONE_REGISTRY; "
             f"registered: {sorted(k for k, _ in BACKBONE_REGISTRY)}"
         )
-    if name in NECK_BUILDERS:
+    if name in ALL_BUILDERS:
         raise ValueError(
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} is a neck; name a bottom-up network such as "
             "'build_resnet_backbone'"

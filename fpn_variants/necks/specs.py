@@ -13,12 +13,15 @@ from ..layers.graph import NodeSpec
 __all__ = [
     "NASFPN_CELL",
     "bifpn_nodes",
+    "bottom_up_pyramid_nodes",
     "custom_nodes",
     "extra_level_nodes",
+    "finest_level_nodes",
     "fpn_nodes",
     "nasfpn_nodes",
     "pan_nodes",
     "panet_nodes",
+    "top_down_nodes_without_laterals",
 ]
 
 # The NAS-FPN cell found by the architecture search (Ghiasi et al. 2019, figure 7f), as published
@@ -200,3 +203,33 @@ def nasfpn_nodes(
         levels.append(level)
         consumed.append(False)
     return nodes
+
+
+# The FPN paper's ablations (Lin et al. 2017, Table 3), laid out over the same inputs as
+# :func:`fpn_nodes`; the FPN's edge policy gives each input read at its own level a 1x1 lateral.
+def bottom_up_pyramid_nodes(num_inputs: int, min_level: int) -> List[NodeSpec]:
+    """Table 3(d), "bottom-up pyramid": each level is its own bottom-up feature through a 1x1
+    lateral and the 3x3 output conv, without the top-down path."""
+    return [NodeSpec(level=min_level + i, inputs=(i,), is_output=True) for i in range(num_inputs)]
+
+
+def top_down_nodes_without_laterals(num_inputs: int, min_level: int) -> List[NodeSpec]:
+    """Table 3(e), "top-down pyramid, w/o lateral": the coarsest input through its 1x1 conv, then
+    upsampled level by level with nothing merged in; a 3x3 output conv at every level."""
+    max_level = min_level + num_inputs - 1
+    nodes = [NodeSpec(level=max_level, inputs=(num_inputs - 1,), post=False)]
+    for level in range(max_level - 1, min_level - 1, -1):
+        nodes.append(NodeSpec(level=level, inputs=(num_inputs + len(nodes) - 1,), post=False))
+    top_down = {max_level - k: num_inputs + k for k in range(num_inputs)}
+    nodes += [
+        NodeSpec(level=level, inputs=(top_down[level],), is_output=True)
+        for level in range(min_level, max_level + 1)
+    ]
+    return nodes
+
+
+def finest_level_nodes(num_inputs: int, min_level: int, fusion: str = "sum") -> List[NodeSpec]:
+    """Table 3(f), "only finest level": the FPN's top-down path with its laterals, and only the
+    output of the finest level (P2 over C2-C5)."""
+    nodes = fpn_nodes(num_inputs, min_level, fusion)
+    return nodes[: len(nodes) - num_inputs + 1]
