@@ -184,12 +184,10 @@ def train_and_evaluate(cfg: CfgNode) -> Dict:
     """Train (resuming from the cell's last checkpoint if any), then COCO-evaluate."""
     seed_all_rng(cfg.SEED)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
     trainer = Trainer(cfg)
     timer = TrainingTime()
     trainer.register_hooks([timer])
-    trainer.resume_or_load(resume=True)
+    trainer.resume_or_load(resume=True)  # then writes OUTPUT_DIR/config.yaml
     results = trainer.train()
     # DefaultTrainer.test returns {task: {metric: value}} for one test dataset.
     metrics = {

@@ -124,7 +124,8 @@ def _blocks(index, row):
             "build_bifpn_backbone",
             {**CUSTOM_BIFPN, "MODEL.BIFPN.NODES": [[4, [1, 2]], [3]]},
             ValueError,
-            f"MODEL.BIFPN.NODES[1]=[3] is not a valid row: it must be a list of 2 items. {BIFPN_ROW}",
+            "MODEL.BIFPN.NODES[1]=[3] is not a valid row: it must be a list of 2 items. "
+            + BIFPN_ROW,
         ),
         (
             "build_bifpn_backbone",
@@ -149,15 +150,15 @@ def _blocks(index, row):
             "build_bifpn_backbone",
             CUSTOM_BIFPN,
             ValueError,
-            "MODEL.BIFPN.TOPOLOGY='custom' needs MODEL.BIFPN.NODES, a non-empty list of rows, not []. "
-            + BIFPN_ROW,
+            "MODEL.BIFPN.TOPOLOGY='custom' needs MODEL.BIFPN.NODES, a non-empty list of rows, "
+            f"not []. {BIFPN_ROW}",
         ),
         (
             "build_nasfpn_backbone",
             {**CUSTOM_NASFPN, "MODEL.NASFPN.BLOCKS": _blocks(2, [4, "sum", [5, 6]])},
             ValueError,
-            "MODEL.NASFPN.BLOCKS[2]=[4, 'sum', [5, 6]] is not a valid row: it must be a list of 4 items. "
-            + NASFPN_ROW,
+            "MODEL.NASFPN.BLOCKS[2]=[4, 'sum', [5, 6]] is not a valid row: it must be a list of 4 "
+            f"items. {NASFPN_ROW}",
         ),
         (
             "build_nasfpn_backbone",
@@ -183,8 +184,8 @@ def _blocks(index, row):
             "build_nasfpn_backbone",
             CUSTOM_NASFPN,
             ValueError,
-            "MODEL.NASFPN.CELL='custom' needs MODEL.NASFPN.BLOCKS, a non-empty list of rows, not []. "
-            + NASFPN_ROW,
+            "MODEL.NASFPN.CELL='custom' needs MODEL.NASFPN.BLOCKS, a non-empty list of rows, "
+            f"not []. {NASFPN_ROW}",
         ),
         # A global attention on 3 inputs would ignore the third; 'no' is not a bool.
         (
