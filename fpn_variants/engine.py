@@ -52,7 +52,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import Checkpointer
 from .config import add_fpn_variants_config, check_config
-from .io import atomic_write_text
 from .data import register_coco_instances_from_path
 from .data.resumable import (
     ITERATION_STREAM,
@@ -61,6 +60,7 @@ from .data.resumable import (
     find_resumable_sampler,
     resolve_seed,
 )
+from .io import atomic_write_text
 
 __all__ = [
     "Checkpointer",

@@ -7,7 +7,7 @@ edge, a fusion and a post block become modules.
 
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from ..layers.graph import NodeSpec
 
@@ -149,49 +149,26 @@ def _two_way_nodes(
 def parse_bifpn_rows(rows: Any) -> List[Tuple[int, Tuple[int, ...]]]:
     """Check the form of ``MODEL.BIFPN.NODES`` (rows ``[level, [input ids]]``) and return them as
     tuples. Raises ValueError naming the row and what a valid row looks like."""
-    key = "MODEL.BIFPN.NODES"
-    _check_rows(rows, key, "MODEL.BIFPN.TOPOLOGY='custom'", BIFPN_ROW)
-    table = []
-    for k, row in enumerate(rows):
-        if not isinstance(row, (list, tuple)) or len(row) != 2:
-            raise _row_error(key, k, row, "it must be a list of 2 items", BIFPN_ROW)
-        level, inputs = row
-        if not _is_int(level):
-            raise _row_error(key, k, row, "the level must be an integer", BIFPN_ROW)
-        if not _is_id_list(inputs):
-            raise _row_error(key, k, row, _IDS, BIFPN_ROW)
-        table.append((level, tuple(inputs)))
-    return table
+    switch = "MODEL.BIFPN.TOPOLOGY='custom'"
+    return _checked_rows(rows, "MODEL.BIFPN.NODES", switch, BIFPN_ROW, [_LEVEL, _INPUTS])
 
 
 def parse_nasfpn_rows(rows: Any) -> List[Tuple[int, str, Tuple[int, ...], bool]]:
     """Check the form of ``MODEL.NASFPN.BLOCKS`` (rows ``[level, fusion, [input ids],
     is_output]``) and return them as tuples. A "global_attention" merges exactly 2 inputs, a
     "sum" one or more. Raises ValueError naming the row and what a valid row looks like."""
-    key = "MODEL.NASFPN.BLOCKS"
-    _check_rows(rows, key, "MODEL.NASFPN.CELL='custom'", NASFPN_ROW)
-    blocks = []
-    for k, row in enumerate(rows):
-        if not isinstance(row, (list, tuple)) or len(row) != 4:
-            raise _row_error(key, k, row, "it must be a list of 4 items", NASFPN_ROW)
-        level, fusion, inputs, is_output = row
-        if not _is_int(level):
-            raise _row_error(key, k, row, "the level must be an integer", NASFPN_ROW)
-        if fusion not in ("sum", "global_attention"):
-            reason = f"the fusion {fusion!r} is not one of ['sum', 'global_attention']"
-            raise _row_error(key, k, row, reason, NASFPN_ROW)
-        if not _is_id_list(inputs):
-            raise _row_error(key, k, row, _IDS, NASFPN_ROW)
-        if fusion == "global_attention" and len(inputs) != 2:
+    key, switch = "MODEL.NASFPN.BLOCKS", "MODEL.NASFPN.CELL='custom'"
+    fusion = (
+        lambda v: v in ("sum", "global_attention"),
+        "the fusion must be 'sum' or 'global_attention'",
+    )
+    is_output = (lambda v: isinstance(v, bool), "is_output must be True or False")
+    blocks = _checked_rows(rows, key, switch, NASFPN_ROW, [_LEVEL, fusion, _INPUTS, is_output])
+    for k, (_, op, inputs, _) in enumerate(blocks):
+        if op == "global_attention" and len(inputs) != 2:
             reason = "'global_attention' merges exactly 2 inputs"
-            raise _row_error(key, k, row, reason, NASFPN_ROW)
-        if not isinstance(is_output, bool):
-            raise _row_error(key, k, row, "is_output must be True or False", NASFPN_ROW)
-        blocks.append((level, fusion, tuple(inputs), is_output))
+            raise _row_error(key, k, rows[k], reason, NASFPN_ROW)
     return blocks
-
-
-_IDS = "the input ids must be a non-empty list of integers >= 0"
 
 
 def _is_int(value: Any) -> bool:
@@ -206,11 +183,29 @@ def _is_id_list(value: Any) -> bool:
     )
 
 
-def _check_rows(rows: Any, key: str, switch: str, form: str) -> None:
+# Checks of the items of a row: (test, what a failing item should be).
+_LEVEL = (_is_int, "the level must be an integer")
+_INPUTS = (_is_id_list, "the input ids must be a non-empty list of integers >= 0")
+
+
+def _checked_rows(
+    rows: Any, key: str, switch: str, form: str, checks: Sequence[Tuple[Callable, str]]
+) -> List[tuple]:
+    """The rows of the custom table ``key`` (read under ``switch``) as tuples, after checking that
+    it is a non-empty list of lists, each with one item per check, and that every item passes."""
     if not isinstance(rows, (list, tuple)) or not rows:
         raise ValueError(
             f"{switch} needs {key}, a non-empty list of rows, not {rows!r}. A row is {form}"
         )
+    parsed = []
+    for k, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != len(checks):
+            raise _row_error(key, k, row, f"it must be a list of {len(checks)} items", form)
+        for item, (test, reason) in zip(row, checks):
+            if not test(item):
+                raise _row_error(key, k, row, reason, form)
+        parsed.append(tuple(tuple(v) if isinstance(v, list) else v for v in row))
+    return parsed
 
 
 def _row_error(key: str, index: int, row: Any, reason: str, form: str) -> ValueError:
