@@ -2,6 +2,7 @@
 
 from . import backbone as _backbone  # noqa: F401  registers the build_*_backbone builders
 from . import data  # noqa: F401  registers the built-in datasets
+from . import roi_heads as _roi_heads  # noqa: F401  registers PyramidROIHeads
 from .config import add_fpn_variants_config
 from .necks import FPN, NASFPN, BiFPN, PANet, PyramidNeck
 

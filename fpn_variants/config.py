@@ -6,8 +6,17 @@ YAML files using the new keys merge (an unknown key is an error at merge time).
 
 import torch
 from detectron2.config import CfgNode as CN
+from detectron2.modeling import ROI_HEADS_REGISTRY
 
-__all__ = ["VARIANT_NODES", "add_fpn_variants_config", "check_config", "check_variant_keys"]
+from .roi_heads import PyramidROIHeads
+
+__all__ = [
+    "VARIANT_NODES",
+    "add_fpn_variants_config",
+    "check_config",
+    "check_roi_level_rule",
+    "check_variant_keys",
+]
 
 # Variant-only config nodes and the builder each belongs to.
 VARIANT_NODES = {
@@ -24,6 +33,13 @@ def add_fpn_variants_config(cfg: CN) -> CN:
 
     # Bottom-up network under the neck: any BACKBONE_REGISTRY entry that returns a Backbone.
     cfg.MODEL.BACKBONE.BOTTOM_UP = "build_resnet_backbone"
+
+    # RoI-to-level rule of the R-CNN poolers (ROI_HEADS.NAME "PyramidROIHeads"): a box of size
+    # s = sqrt(w h) is pooled from level floor(CANONICAL_LEVEL + log2(s / CANONICAL_BOX_SIZE)),
+    # clamped to ROI_HEADS.IN_FEATURES. 224 / 4 are the FPN paper's and Detectron2's (tuned for
+    # ~800 px images); smaller images scale CANONICAL_BOX_SIZE with their size.
+    cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = 224
+    cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL = 4
 
     # Shared neck keys live on Detectron2's MODEL.FPN node (IN_FEATURES, OUT_CHANNELS, NORM and
     # FUSE_TYPE are Detectron2's own), so existing FPN configs keep working.
@@ -181,6 +197,7 @@ def check_config(cfg: CN) -> None:
         # Their layers report an unknown activation without the key.
         check_choice(f"MODEL.{node}.ACTIVATION", values.ACTIVATION, ACTIVATIONS)
     check_choice("MODEL.FPN.NORM", cfg.MODEL.FPN.NORM, NORMS)
+    check_roi_level_rule(cfg)
     if cfg.MODEL.FPN.NORM == "GN" and cfg.MODEL.FPN.OUT_CHANNELS % 32 != 0:
         raise ValueError(
             f"MODEL.FPN.NORM='GN' uses 32 groups, so MODEL.FPN.OUT_CHANNELS="
@@ -188,3 +205,26 @@ def check_config(cfg: CN) -> None:
         )
     if cfg.MODEL.BACKBONE.BOTTOM_UP == "build_resnet_backbone":
         check_choice("MODEL.RESNETS.NORM", cfg.MODEL.RESNETS.NORM, NORMS)
+
+
+def check_roi_level_rule(cfg: CN) -> None:
+    """Raise when MODEL.ROI_HEADS.CANONICAL_BOX_SIZE / CANONICAL_LEVEL are not a positive number
+    and an integer, or differ from Detectron2's 224 / 4 while the ROI heads ignore them."""
+    heads = cfg.MODEL.ROI_HEADS
+    size, level = heads.CANONICAL_BOX_SIZE, heads.CANONICAL_LEVEL
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0:
+        raise ValueError(
+            f"MODEL.ROI_HEADS.CANONICAL_BOX_SIZE={size!r} must be a positive number of pixels"
+        )
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise TypeError(f"MODEL.ROI_HEADS.CANONICAL_LEVEL={level!r} must be an integer")
+    if (size, level) == (224, 4) or cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
+        return
+    name = heads.NAME
+    heads_cls = ROI_HEADS_REGISTRY.get(name) if name in ROI_HEADS_REGISTRY else None
+    if not (isinstance(heads_cls, type) and issubclass(heads_cls, PyramidROIHeads)):
+        raise ValueError(
+            f"MODEL.ROI_HEADS.CANONICAL_BOX_SIZE={size!r} / CANONICAL_LEVEL={level!r} are only "
+            f"read by MODEL.ROI_HEADS.NAME='PyramidROIHeads', but it is {name!r}: select "
+            "'PyramidROIHeads' or keep 224 / 4"
+        )

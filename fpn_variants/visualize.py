@@ -85,13 +85,15 @@ def box_levels(
     scale: float = 1.0,
 ) -> Dict[str, np.ndarray]:
     """Pyramid level of every ground-truth box of ``dataset`` as Detectron2's ROIPooler assigns
-    it: k = floor(k0 + log2(sqrt(wh) / 224)), clamped to [min_level, max_level].
+    it: k = floor(k0 + log2(sqrt(wh) / s0)), clamped to [min_level, max_level], with
+    s0 = ``canonical_box_size`` and k0 = ``canonical_level``.
 
     Args:
         scale (float): factor applied to the boxes first (the test-time resize of the images).
 
     Returns:
-        dict: "levels" (assigned, clamped) and "unclamped" (the formula alone) per box.
+        dict: "levels" (assigned, clamped) and "unclamped" (the formula alone) per box, and
+        "rule" (s0, k0).
     """
     boxes = []
     for record in DatasetCatalog.get(dataset):
@@ -104,7 +106,11 @@ def box_levels(
     )
     sizes = torch.sqrt(boxes.area())
     unclamped = torch.floor(canonical_level + torch.log2(sizes / canonical_box_size + 1e-8))
-    return {"levels": (assigned + min_level).numpy(), "unclamped": unclamped.numpy()}
+    return {
+        "levels": (assigned + min_level).numpy(),
+        "unclamped": unclamped.numpy(),
+        "rule": (canonical_box_size, canonical_level),
+    }
 
 
 def plot_scale_histogram(
@@ -119,7 +125,9 @@ def plot_scale_histogram(
     formula = [int((levels["unclamped"] == k).sum()) for k in ks]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     x = np.arange(len(ks))
-    ax.bar(x - 0.2, formula, 0.4, label="floor(4 + log2(sqrt(wh)/224))", color="#bbbbbb")
+    size, level = levels["rule"]
+    rule = f"floor({level} + log2(sqrt(wh)/{size:g}))"
+    ax.bar(x - 0.2, formula, 0.4, label=rule, color="#bbbbbb")
     clamp = f"P{level_range[0]}-P{level_range[-1]}"
     ax.bar(x + 0.2, assigned, 0.4, label=f"assigned (clamped to {clamp})", color="#1f77b4")
     for xi, count in zip(x, assigned):

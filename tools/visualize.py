@@ -5,7 +5,8 @@
 # run are used when OUT/runs/<cell>/model_final.pth exists, else the untrained init)
 python tools/visualize.py features --necks fpn panet bifpn nasfpn --runs output/compare
 
-# which level Detectron2's ROIPooler assigns each ground-truth box to
+# which level the ROI heads' poolers assign each ground-truth box to, under the config's rule
+# (MODEL.ROI_HEADS.CANONICAL_BOX_SIZE / CANONICAL_LEVEL)
 python tools/visualize.py scales --dataset synthetic_multiscale_train
 """
 
@@ -39,7 +40,15 @@ def scales(args: argparse.Namespace) -> None:
     cfg = cell_config(args.detector, "fpn", args.config_dir, "output", args.opts)
     levels = pooler_levels(cfg)
     scale = test_resize_scale(cfg, args.dataset)
-    result = box_levels(args.dataset, levels[0], levels[-1], scale=scale)
+    rule = cfg.MODEL.ROI_HEADS
+    result = box_levels(
+        args.dataset,
+        levels[0],
+        levels[-1],
+        rule.CANONICAL_BOX_SIZE,
+        rule.CANONICAL_LEVEL,
+        scale=scale,
+    )
     counts = {f"P{k}": int((result["levels"] == k).sum()) for k in levels}
     title = f"{args.dataset}: {len(result['levels'])} boxes, images resized x{scale:.2f}"
     plot_scale_histogram(result, args.output, title, levels)

@@ -26,5 +26,8 @@ model.roi_heads.box_head.fc_dims = [512, 512]
 # At most 2x2 samples per bin: adaptive sampling (0) makes ROIAlign's CPU backward slow for
 # large boxes.
 model.roi_heads.box_pooler.sampling_ratio = 2
+# RoI level rule scaled to the image size, 224 x 256 / 800: boxes of s = sqrt(wh) px are pooled
+# from P2 (s < 36), P3 (< 72), P4 (< 144) or P5 (MODEL.ROI_HEADS.CANONICAL_BOX_SIZE).
+model.roi_heads.box_pooler.canonical_box_size = 72
 
 train.output_dir = "output/lazyconfig/synthetic/faster_rcnn_R18_FPN"

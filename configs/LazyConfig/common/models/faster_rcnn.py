@@ -17,13 +17,10 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch import GeneralizedRCNN
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
-from detectron2.modeling.roi_heads import (
-    FastRCNNConvFCHead,
-    FastRCNNOutputLayers,
-    StandardROIHeads,
-)
+from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers
 
 from fpn_variants import FPN
+from fpn_variants.roi_heads import PyramidROIHeads
 
 # Levels read by the RPN (P6, max-pooled P5, feeds the RPN only) and by the ROI heads.
 _RPN_LEVELS = [2, 3, 4, 5, 6]
@@ -64,7 +61,7 @@ model = L(GeneralizedRCNN)(
         post_nms_topk=[1000, 1000],
         nms_thresh=0.7,
     ),
-    roi_heads=L(StandardROIHeads)(
+    roi_heads=L(PyramidROIHeads)(
         num_classes=80,
         batch_size_per_image=512,
         positive_fraction=0.25,
@@ -77,6 +74,9 @@ model = L(GeneralizedRCNN)(
             scales=[1.0 / 2**lvl for lvl in _ROI_LEVELS],
             sampling_ratio=0,
             pooler_type="ROIAlignV2",
+            # RoI level rule floor(k0 + log2(sqrt(wh) / s0)): the FPN paper's s0 = 224, k0 = 4
+            canonical_box_size=224,
+            canonical_level=4,
         ),
         box_head=L(FastRCNNConvFCHead)(
             input_shape=L(ShapeSpec)(

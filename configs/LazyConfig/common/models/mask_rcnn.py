@@ -10,9 +10,9 @@ from .faster_rcnn import model
 
 
 def add_mask_branch(roi_heads) -> None:
-    """Add the mask branch (pooler + 4 convs and a deconv) to a StandardROIHeads node, in place.
+    """Add the mask branch (pooler + 4 convs and a deconv) to a PyramidROIHeads node, in place.
 
-    It reads the box branch's levels and pooler scales and the backbone's channels.
+    It reads the box branch's levels, pooler scales and level rule and the backbone's channels.
     """
     roi_heads.mask_in_features = "${.box_in_features}"
     roi_heads.mask_pooler = L(ROIPooler)(
@@ -20,6 +20,8 @@ def add_mask_branch(roi_heads) -> None:
         scales="${..box_pooler.scales}",
         sampling_ratio=0,
         pooler_type="ROIAlignV2",
+        canonical_box_size="${..box_pooler.canonical_box_size}",
+        canonical_level="${..box_pooler.canonical_level}",
     )
     roi_heads.mask_head = L(MaskRCNNConvUpsampleHead)(
         input_shape=L(ShapeSpec)(
