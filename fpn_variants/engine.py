@@ -15,7 +15,12 @@ What differs from Detectron2's own ``tools/train_net.py``:
   SEED, the rank and the iteration, so a resumed run ends with the weights of an uninterrupted
   one.
 * The config is loaded without running YAML python tags and checked by
-  :func:`fpn_variants.config.check_config` before anything is built.
+  :func:`fpn_variants.config.check_config` before anything is built. ``OUTPUT_DIR/config.yaml``
+  is written once the checkpoint to resume (or MODEL.WEIGHTS) has loaded into the model, so a
+  run refused at that point (e.g. ``--resume`` with another neck) leaves the folder's config
+  describing its checkpoints.
+* A run resumed after its last iteration (killed while it saved ``model_final.pth``) writes
+  the missing ``model_final.pth``.
 """
 
 import argparse
@@ -56,6 +61,7 @@ from .data.resumable import (
     find_resumable_sampler,
     resolve_seed,
 )
+from .io import atomic_write_text
 
 __all__ = [
     "Checkpointer",
@@ -67,6 +73,7 @@ __all__ = [
     "argument_parser",
     "register_datasets_from_args",
     "run_from_command_line",
+    "save_config",
     "setup",
     "main",
 ]
@@ -145,6 +152,7 @@ class Trainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        self._config_to_save = cfg  # as given, before the worker scaling
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -200,16 +208,33 @@ class Trainer(DefaultTrainer):
     def resume_or_load(self, resume: bool = True) -> None:
         """Resume from OUTPUT_DIR's last checkpoint (``resume``, if there is one): weights,
         optimizer, scheduler, iteration, seed and position in the data stream. Otherwise load
-        MODEL.WEIGHTS and start at iteration 0."""
+        MODEL.WEIGHTS and start at iteration 0. Then, the run being able to start, write
+        OUTPUT_DIR/config.yaml and remove the temporary files of saves killed mid-write."""
         super().resume_or_load(resume=resume)
         if self._sampler is not None:
             self._sampler.start_batch = self.start_iter
+        save_config(self._config_to_save)
+        self.checkpointer.remove_interrupted_saves()
 
     def train(self) -> Optional[Dict]:
         """Train, then evaluate (EvalHook); return the last evaluation results (rank 0; None
         elsewhere or without DATASETS.TEST), not only when TEST.EXPECTED_RESULTS is set."""
+        if self.start_iter >= self.max_iter:
+            self._save_missing_final_checkpoint()
         super().train()
         return getattr(self, "_last_eval_results", None) if comm.is_main_process() else None
+
+    def _save_missing_final_checkpoint(self) -> None:
+        # A run killed while it saved model_final.pth resumes from the checkpoint saved just
+        # before, at the same iteration: there is no step left to run, and no final file.
+        if os.path.isfile(os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")):
+            return
+        logger.info(
+            f"Resumed at iteration {self.start_iter} of SOLVER.MAX_ITER={self.max_iter}: training "
+            "is over, but model_final.pth is missing (the run stopped while saving it?); saving "
+            "it from the last checkpoint."
+        )
+        self.checkpointer.save("model_final", iteration=self.start_iter - 1)
 
     @classmethod
     def build_evaluator(
@@ -307,12 +332,37 @@ def _resolve_auto_output_dir(cfg: CfgNode, config_file: str) -> None:
         cfg.OUTPUT_DIR = os.path.join(head, os.path.splitext(os.path.basename(config_file))[0])
 
 
+def save_config(cfg: CfgNode) -> None:
+    """Write ``OUTPUT_DIR/config.yaml`` (main process, atomically), as Detectron2's
+    ``default_setup`` does; :class:`Trainer` and ``--eval-only`` call it once the weights have
+    loaded."""
+    if comm.is_main_process() and cfg.OUTPUT_DIR:
+        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        atomic_write_text(path, cfg.dump())
+        logger.info(f"Full config saved to {path}")
+
+
+def _default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Detectron2's ``default_setup`` (OUTPUT_DIR, loggers with their log.txt, environment and
+    arguments in the log, seeds) without its dump of ``config.yaml`` (see :func:`save_config`)."""
+    if comm.is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    for name in ("fvcore", "detectron2"):
+        setup_logger(cfg.OUTPUT_DIR, comm.get_rank(), name=name, configure_stdout=False)
+    # Without an OUTPUT_DIR, default_setup writes no file; the loggers above write log.txt.
+    no_output_dir = cfg.clone()
+    no_output_dir.defrost()
+    no_output_dir.OUTPUT_DIR = None
+    default_setup(no_output_dir, args)
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     """Config from the command line: get_cfg -> add_fpn_variants_config -> merge the file (plain
     YAML: python tags are refused) -> datasets given by path (they set DATASETS.* and
     NUM_CLASSES) -> merge the trailing options (so they win) -> OUTPUT_DIR ".../auto" named after
-    the config file -> :func:`~fpn_variants.config.check_config` -> freeze -> ``default_setup``
-    (logging, seed, config dump in OUTPUT_DIR)."""
+    the config file -> :func:`~fpn_variants.config.check_config` -> freeze -> Detectron2's
+    ``default_setup`` (logging, seed) except the config dump: ``OUTPUT_DIR/config.yaml`` is
+    written once the run's weights have loaded (:func:`save_config`)."""
     cfg = get_cfg()
     add_fpn_variants_config(cfg)
     if args.config_file:
@@ -322,8 +372,9 @@ def setup(args: argparse.Namespace) -> CfgNode:
     _resolve_auto_output_dir(cfg, args.config_file)
     check_config(cfg)
     cfg.freeze()
-    default_setup(cfg, args)
+    _default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fpn_variants")
+    logger.info(f"Running with full config:\n{cfg.dump()}")
     _set_cpu_threads(cfg)
     return cfg
 
@@ -340,6 +391,7 @@ def main(args: argparse.Namespace):
         Checkpointer(
             model, save_dir=cfg.OUTPUT_DIR, allow_partial=args.allow_partial_weights
         ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        save_config(cfg)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)

@@ -1,13 +1,18 @@
 """Crash-safe file writes: readers see the old content or the new one, never a partial file."""
 
 import contextlib
+import glob
 import os
 import uuid
-from typing import IO, Callable, Union
+from typing import IO, Callable, List, Union
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_temp_files"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+# Temporary file of a target "<name>": ".<name>.tmp-<8 hex digits>" in the same folder.
+_TMP = ".tmp-"
 
 
 def _fsync_dir(path: str) -> None:
@@ -25,7 +30,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}{_TMP}{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -44,3 +49,19 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_temp_files(folder: PathLike, pattern: str = "*") -> List[str]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` for targets whose name
+    matches the glob ``pattern`` (a process killed mid-write runs no cleanup). Only the process
+    that writes these targets may call it (it would remove another writer's file in progress).
+
+    Returns:
+        list[str]: the removed paths.
+    """
+    name = f".{pattern}{_TMP}" + "[0-9a-f]" * 8
+    paths = sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), name)))
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return paths

@@ -11,7 +11,15 @@ from torch import nn
 from ..layers.conv import ConvNormAct
 from ..layers.graph import FusionGraph
 
-__all__ = ["TOP_BLOCKS", "PyramidNeck", "build_bottom_up", "check_choice", "pooled_extra_levels"]
+__all__ = [
+    "TOP_BLOCKS",
+    "PyramidNeck",
+    "build_bottom_up",
+    "check_choice",
+    "check_table_is_read",
+    "check_type",
+    "pooled_extra_levels",
+]
 
 # MODEL.FPN.TOP_BLOCK -> number of extra levels above the last input.
 TOP_BLOCKS = {"maxpool": 1, "p6p7": 2, "": 0}
@@ -167,6 +175,34 @@ def check_choice(key: str, value, choices: Sequence) -> None:
     """Raise ValueError naming the config key, the bad value and the valid choices."""
     if value not in choices:
         raise ValueError(f"{key}={value!r} is not one of {list(choices)}")
+
+
+# How a type is named in a message.
+_TYPE_NAMES = {bool: "True or False", int: "an integer", str: "a string", list: "a list"}
+
+
+def check_type(key: str, value, expected: type) -> None:
+    """Raise TypeError naming the config key, the bad value and the expected type (a bool is not
+    an integer here; a tuple is a list)."""
+    if expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is list:
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        name = _TYPE_NAMES.get(expected, expected.__name__)
+        raise TypeError(f"{key}={value!r} must be {name}, not {type(value).__name__}")
+
+
+def check_table_is_read(table_key: str, table, switch_key: str, switch: str) -> None:
+    """Raise ValueError when a custom table is given while the topology key ``switch_key`` is not
+    "custom" (the table would be ignored)."""
+    if switch != "custom" and len(table) > 0:
+        raise ValueError(
+            f"{table_key} is only read with {switch_key}='custom', but {switch_key}={switch!r}: "
+            f"remove {table_key} or set {switch_key} to 'custom'"
+        )
 
 
 def pooled_extra_levels(cfg, neck: str) -> int:
