@@ -28,6 +28,7 @@ setup(
         "tqdm",
         "matplotlib",
         "tensorboard",
+        "scipy",
     ],
     extras_require={"dev": ["pytest", "black", "isort", "flake8"]},
 )

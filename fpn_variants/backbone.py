@@ -10,15 +10,31 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .config import check_variant_keys
-from .necks import FPN, NASFPN, BiFPN, PANet, PyramidNeck
+from .necks import (
+    FPN,
+    NASFPN,
+    BiFPN,
+    BottomUpPyramid,
+    FinestLevelFPN,
+    PANet,
+    PyramidNeck,
+    SingleScale,
+    TopDownPyramid,
+)
 
 __all__ = [
+    "ALL_BUILDERS",
+    "BASELINE_BUILDERS",
     "NECK_BUILDERS",
     "check_detector_features",
     "build_bifpn_backbone",
+    "build_bottom_up_pyramid_backbone",
+    "build_finest_level_fpn_backbone",
     "build_fpn_backbone",
     "build_nasfpn_backbone",
     "build_panet_backbone",
+    "build_single_scale_backbone",
+    "build_top_down_pyramid_backbone",
 ]
 
 
@@ -44,6 +60,30 @@ def build_bifpn_backbone(cfg, input_shape: ShapeSpec) -> BiFPN:
 def build_nasfpn_backbone(cfg, input_shape: ShapeSpec) -> NASFPN:
     """Stacked NAS-FPN cells (:class:`fpn_variants.necks.NASFPN`)."""
     return _build(NASFPN, cfg, input_shape)
+
+
+@BACKBONE_REGISTRY.register()
+def build_single_scale_backbone(cfg, input_shape: ShapeSpec) -> SingleScale:
+    """FPN paper baseline: one feature (MODEL.FPN.IN_FEATURES, e.g. ["res4"]), one level."""
+    return _build(SingleScale, cfg, input_shape)
+
+
+@BACKBONE_REGISTRY.register()
+def build_bottom_up_pyramid_backbone(cfg, input_shape: ShapeSpec) -> BottomUpPyramid:
+    """FPN paper ablation: the bottom-up features' pyramid, no top-down path."""
+    return _build(BottomUpPyramid, cfg, input_shape)
+
+
+@BACKBONE_REGISTRY.register()
+def build_top_down_pyramid_backbone(cfg, input_shape: ShapeSpec) -> TopDownPyramid:
+    """FPN paper ablation: the top-down path without the 1x1 lateral connections."""
+    return _build(TopDownPyramid, cfg, input_shape)
+
+
+@BACKBONE_REGISTRY.register()
+def build_finest_level_fpn_backbone(cfg, input_shape: ShapeSpec) -> FinestLevelFPN:
+    """FPN paper ablation: the FPN's finest output level only (P2)."""
+    return _build(FinestLevelFPN, cfg, input_shape)
 
 
 def _build(neck_cls, cfg, input_shape: ShapeSpec) -> PyramidNeck:
@@ -86,10 +126,19 @@ def check_detector_features(cfg, shapes: Dict[str, ShapeSpec]) -> None:
             )
 
 
-# Builder name -> neck class, for every neck this package registers.
+# Builder name -> neck class, for the four necks of the papers.
 NECK_BUILDERS = {
     "build_fpn_backbone": FPN,
     "build_panet_backbone": PANet,
     "build_bifpn_backbone": BiFPN,
     "build_nasfpn_backbone": NASFPN,
 }
+# Builder name -> neck class, for the FPN paper's Table 3 baselines (comparison rows).
+BASELINE_BUILDERS = {
+    "build_single_scale_backbone": SingleScale,
+    "build_bottom_up_pyramid_backbone": BottomUpPyramid,
+    "build_top_down_pyramid_backbone": TopDownPyramid,
+    "build_finest_level_fpn_backbone": FinestLevelFPN,
+}
+# Every builder this package registers.
+ALL_BUILDERS = {**NECK_BUILDERS, **BASELINE_BUILDERS}

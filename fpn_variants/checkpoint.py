@@ -4,7 +4,8 @@
 
 * **Atomic saves.** A checkpoint and the ``last_checkpoint`` tag are written to a temporary file
   in the same folder, fsynced, then renamed over the target: a crash (or an exception) during a
-  save leaves the previous checkpoint and tag as they were.
+  save leaves the previous checkpoint and tag as they were. The temporary files a killed save
+  leaves are removed by the next save (and when a :class:`fpn_variants.engine.Trainer` resumes).
 * **Metadata.** Every checkpoint stores ``{"__fpn_variants__": {"version", "model", "builder",
   "neck", "neck_version"}}``, so a mismatch can say which neck variant the file was trained with.
 * **Strict loading.** Loading a file whose weights do not fit the model (missing or unexpected
@@ -32,8 +33,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
 from . import __version__
-from .backbone import NECK_BUILDERS
-from .io import atomic_write, atomic_write_text
+from .backbone import ALL_BUILDERS
+from .io import atomic_write, atomic_write_text, remove_temp_files
 from .model_zoo.weights import META_KEY
 from .necks import PyramidNeck
 
@@ -89,7 +90,7 @@ def checkpoint_metadata(model: nn.Module) -> Dict[str, Any]:
     meta: Dict[str, Any] = {"version": __version__, "model": type(model).__name__}
     neck = next((m for m in model.modules() if isinstance(m, PyramidNeck)), None)
     if neck is not None:
-        builders = {cls: name for name, cls in NECK_BUILDERS.items()}
+        builders = {cls: name for name, cls in ALL_BUILDERS.items()}
         meta["builder"] = builders.get(type(neck))
         meta["neck"] = type(neck).__name__
         meta["neck_version"] = int(neck._version)
@@ -162,9 +163,20 @@ class Checkpointer(DetectionCheckpointer):
         data[META_KEY] = self.metadata
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
+        self.remove_interrupted_saves()
         self.logger.info(f"Saving checkpoint to {path}")
         atomic_write(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
+
+    def remove_interrupted_saves(self) -> None:
+        """Remove the temporary files of saves killed mid-write in ``save_dir`` (one can be as
+        large as a checkpoint). Only the process that saves there may call it."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        removed = remove_temp_files(self.save_dir, "*.pth")
+        removed += remove_temp_files(self.save_dir, "last_checkpoint")
+        if removed:
+            self.logger.info(f"Removed the temporary files of interrupted saves: {removed}")
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)

@@ -1,12 +1,15 @@
-"""Side-by-side comparison of necks under one recipe: cost and COCO AP, one cell per variant.
+"""Side-by-side comparison of necks under one recipe: costs and COCO AP over several seeds.
 
-A *cell* is one (detector, neck) pair built from ``<config_dir>/<detector>_R18_<NECK>.yaml``. For
-each cell the run measures parameters, FLOPs, CPU latency, the peak memory of a training step and
-the training throughput, then (unless ``train=False``) trains with the shared schedule and seed
-and evaluates COCO AP. Every finished cell is written to ``<out>/cells/<cell>.json`` at once, so
-an interrupted comparison resumes where it stopped (a cell's training also resumes from its last
-checkpoint). ``table.md``, ``results.csv``, ``results.json`` and the plots are rebuilt from the
-cell files at the end.
+A *cell* is one (detector, neck) pair, built from ``<config_dir>/<detector>_R18_<NECK>.yaml``; a
+*run* is one seed of a cell. Each run is ``tools/train_net.py`` in a fresh process (``python -m
+fpn_variants.engine``) with the cell's config, the shared overrides, ``SEED <seed>`` and
+``OUTPUT_DIR <out>/runs/<cell>/seed<seed>``: its weights and AP are those of that command, bit for
+bit, whatever ran before it. Costs (parameters, FLOPs, latency, memory) are measured once per
+cell. Each finished cell cost and run is saved in ``<out>/cells/<cell>.json`` at once, so an
+interrupted comparison resumes where it stopped (an interrupted run continues from its last
+checkpoint). The reports (``table.md``, ``results.csv``, ``results.json`` and the plots) give the
+mean and standard deviation over seeds, and each neck's difference to FPN with a 95% confidence
+interval paired by seed (same seed: same initial bottom-up weights and same data order).
 """
 
 import csv
@@ -16,26 +19,42 @@ import math
 import multiprocessing
 import os
 import resource
+import shlex
+import subprocess
+import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, build_detection_test_loader
-from detectron2.engine import HookBase
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
-from tqdm import tqdm
+from scipy import stats
 
 from .analysis import count_flops, count_neck_flops, count_parameters, interleaved_latency
 from .config import add_fpn_variants_config
-from .engine import Trainer
+from .data import register_coco_instances_from_path
+from .engine import SPLITS, Trainer, apply_dataset_names
 from .io import atomic_write_text
+from .model_zoo.metrics import read_training_metrics
 
-__all__ = ["DETECTORS", "NECKS", "cell_config", "compare", "measure_costs", "write_reports"]
+__all__ = [
+    "DETECTORS",
+    "NECKS",
+    "PAPER_NECKS",
+    "cell_config",
+    "compare",
+    "measure_costs",
+    "paired_difference",
+    "summarize",
+    "train_command",
+    "write_reports",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +64,22 @@ NECKS = {
     "panet": ("PANet", "PANet"),
     "bifpn": ("BiFPN", "BiFPN"),
     "nasfpn": ("NAS-FPN", "NASFPN"),
+    # The FPN paper's Table 3 baselines (Faster R-CNN configs only).
+    "c4": ("C4 (single scale)", "C4"),
+    "c5": ("C5 (single scale)", "C5"),
+    "bottom_up": ("Bottom-up pyramid", "BottomUp"),
+    "top_down": ("Top-down, no laterals", "TopDown"),
+    "fpn_p2": ("FPN, P2 only", "FPNP2"),
 }
+# The necks of the papers (the default rows); the others are baselines.
+PAPER_NECKS = ("fpn", "panet", "bifpn", "nasfpn")
 DETECTORS = {"faster_rcnn": "Faster R-CNN", "retinanet": "RetinaNet", "mask_rcnn": "Mask R-CNN"}
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# Metrics whose difference to FPN the table shows, with its confidence interval.
+DIFFERENCE_METRICS = ("AP", "APs")
 # Cost columns also given as ratios to the FPN cell of the same detector.
 RATIO_COLUMNS = ("neck_params", "gflops", "neck_latency_ms", "latency_ms", "train_peak_mb")
+BASELINE = "fpn"
 
 
 def cell_name(detector: str, neck: str) -> str:
@@ -57,9 +87,15 @@ def cell_name(detector: str, neck: str) -> str:
 
 
 def cell_config(
-    detector: str, neck: str, config_dir: str, out: str, opts: Sequence[str] = ()
+    detector: str,
+    neck: str,
+    config_dir: str,
+    out: str,
+    opts: Sequence[str] = (),
+    datasets: Optional[Dict[str, Sequence[Sequence[str]]]] = None,
 ) -> CfgNode:
-    """The config of one cell, its OUTPUT_DIR under ``out``; ``opts`` apply to every cell."""
+    """The config of one cell as ``tools/train_net.py`` builds it: the cell's file, the datasets
+    given by path (registered), then ``opts`` (shared by every cell); OUTPUT_DIR under ``out``."""
     if detector not in DETECTORS:
         raise ValueError(f"detector {detector!r} is not one of {list(DETECTORS)}")
     if neck not in NECKS:
@@ -69,6 +105,8 @@ def cell_config(
         raise FileNotFoundError(f"no config for {detector} x {neck}: {path} does not exist")
     cfg = add_fpn_variants_config(get_cfg())
     cfg.merge_from_file(path, allow_unsafe=False)
+    names = {split: [entry[0] for entry in (datasets or {}).get(split, ())] for split in SPLITS}
+    apply_dataset_names(cfg, names)
     cfg.merge_from_list(list(opts))
     cfg.OUTPUT_DIR = os.path.join(out, "runs", cell_name(detector, neck))
     cfg.freeze()
@@ -82,14 +120,17 @@ def _sample_image(cfg: CfgNode) -> Dict:
 
 
 def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
-    """Parameters, fvcore GFLOPs, eval latency (neck and full model) at the first validation
-    image; peak memory and throughput of training steps (in a child process)."""
+    """Parameters, fvcore GFLOPs (whole model, bottom-up network, neck), eval latency (neck and
+    full model) at the first validation image; peak memory and throughput of training steps (in
+    a child process)."""
     model = build_model(cfg).eval()
     sample = _sample_image(cfg)
     image = sample["image"]
     with torch.no_grad():
         total_flops = count_flops(model, ([sample],), FlopCountAnalysis)
-        features = model.backbone.bottom_up(model.preprocess_image([sample]).tensor)
+        images = model.preprocess_image([sample]).tensor
+        bottom_up_flops = count_flops(model.backbone.bottom_up, (images,))
+        features = model.backbone.bottom_up(images)
         neck_flops = count_neck_flops(model.backbone, features)
         stats = interleaved_latency(
             {
@@ -104,6 +145,7 @@ def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
         "params": count_parameters(model),
         "neck_params": count_parameters(model.backbone, exclude_prefix="bottom_up."),
         "gflops": total_flops / 1e9,
+        "bottom_up_gflops": bottom_up_flops / 1e9,
         "neck_gflops": neck_flops / 1e9,
         "neck_latency_ms": stats["neck"]["median"] * 1e3,
         "neck_latency_min_ms": stats["neck"]["min"] * 1e3,
@@ -159,43 +201,55 @@ def _resident_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-class TrainingTime(HookBase):
-    """Seconds spent in training steps, kept in the checkpoints (trainer state), so that a run
-    resumed after an interruption reports the time of all its iterations, each counted once."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        self._step_start = 0.0
-
-    def before_step(self):
-        self._step_start = time.perf_counter()
-
-    def after_step(self):
-        self.seconds += time.perf_counter() - self._step_start
-
-    def state_dict(self) -> Dict:
-        return {"seconds": self.seconds}
-
-    def load_state_dict(self, state: Dict) -> None:
-        self.seconds = state["seconds"]
+def run_dir(out: str, detector: str, neck: str, seed: int) -> str:
+    return os.path.join(out, "runs", cell_name(detector, neck), f"seed{seed}")
 
 
-def train_and_evaluate(cfg: CfgNode) -> Dict:
-    """Train (resuming from the cell's last checkpoint if any), then COCO-evaluate."""
-    seed_all_rng(cfg.SEED)
-    trainer = Trainer(cfg)  # refused if another run uses the cell's OUTPUT_DIR
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
-    timer = TrainingTime()
-    trainer.register_hooks([timer])
-    trainer.resume_or_load(resume=True)
-    results = trainer.train()
-    # DefaultTrainer.test returns {task: {metric: value}} for one test dataset.
-    metrics = {
-        task: {k: values.get(k, float("nan")) for k in COCO_METRICS}
-        for task, values in (results or {}).items()
+def train_command(
+    config_file: str,
+    output_dir: str,
+    seed: int,
+    opts: Sequence[str] = (),
+    datasets: Optional[Dict[str, Sequence[Sequence[str]]]] = None,
+) -> List[str]:
+    """The ``tools/train_net.py`` arguments of one run (``--resume``: an interrupted run
+    continues from its last checkpoint). ``datasets``: {"train"/"test": [(name, json, root)]}."""
+    args = ["--config-file", config_file, "--resume"]
+    for split, entries in (datasets or {}).items():
+        for entry in entries:
+            args += [f"--dataset-{split}", *entry]
+    return args + [*opts, "SEED", str(seed), "OUTPUT_DIR", output_dir]
+
+
+def train_in_fresh_process(args: Sequence[str], threads: int) -> Dict:
+    """Run ``tools/train_net.py args`` in a new Python process (``threads`` intra-op threads)
+    and read its final evaluation and training time from OUTPUT_DIR/metrics.json."""
+    output_dir = args[args.index("OUTPUT_DIR", len(args) - 2) + 1]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "fpn_variants.engine", *args]
+    returncode = subprocess.run(cmd, env=env).returncode
+    if returncode != 0:
+        raise RuntimeError(
+            f"training run failed (exit code {returncode}): {shlex.join(cmd)}; see "
+            f"{os.path.join(output_dir, 'log.txt')}. Rerun the comparison to resume it."
+        )
+    metrics_file = os.path.join(output_dir, "metrics.json")
+    return {
+        "metrics": read_training_metrics(metrics_file),
+        "train_time_s": _last_value(metrics_file, "train_time_s"),
     }
-    return {"metrics": metrics, "train_time_s": timer.seconds, "iterations": cfg.SOLVER.MAX_ITER}
+
+
+def _last_value(metrics_file: str, key: str) -> Optional[float]:
+    """The last value of ``key`` in a Detectron2 metrics.json (one JSON object per line)."""
+    value = None
+    with open(metrics_file, encoding="utf-8") as f:
+        for line in f:
+            try:
+                value = json.loads(line).get(key, value)
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    return value
 
 
 def compare(
@@ -206,36 +260,63 @@ def compare(
     opts: Sequence[str] = (),
     train: bool = True,
     repeats: int = 10,
+    seeds: Optional[Sequence[int]] = None,
+    datasets: Optional[Dict[str, Sequence[Sequence[str]]]] = None,
+    threads: Optional[int] = None,
 ) -> List[Dict]:
-    """Run every missing cell, then write the reports. Returns all cell records."""
+    """Measure every cell's costs and train every missing run, then write the reports.
+
+    Args:
+        seeds: the seeds of each cell; default: the config's SEED (one run per cell).
+        datasets: COCO-format data by path, as ``tools/train_net.py --dataset-train/-test``
+            ({"train"/"test": [(name, json, image root)]}); default: the configs' datasets.
+        threads: intra-op threads of each run (default: this process's).
+
+    Returns:
+        list[dict]: one record per cell: detector, neck, config, costs and {seed: run}.
+    """
     setup_logger(out, name="fpn_variants")
     setup_logger(out, name="detectron2")
+    threads = threads or torch.get_num_threads()
+    for entries in (datasets or {}).values():
+        for name, json_file, image_root in entries:
+            register_coco_instances_from_path(name, json_file, image_root)
     cells = [(d, n) for d in detectors for n in necks]
-    # Generate the data once, before any timing.
-    cfg0 = cell_config(cells[0][0], cells[0][1], config_dir, out, opts)
+    # Generate or read the data once, before any timing.
+    cfg0 = cell_config(cells[0][0], cells[0][1], config_dir, out, opts, datasets)
     for name in cfg0.DATASETS.TRAIN + cfg0.DATASETS.TEST:
         DatasetCatalog.get(name)
+    seeds = list(seeds) if seeds else [cfg0.SEED]
     records = []
-    for detector, neck in tqdm(cells, desc="comparison", unit="cell"):
-        path = os.path.join(out, "cells", cell_name(detector, neck) + ".json")
-        record = _read_cell(path)
-        if record is None or (train and "metrics" not in record):
-            cfg = cell_config(detector, neck, config_dir, out, opts)
-            logger.info(f"cell {cell_name(detector, neck)}: measuring costs")
-            record = {
-                "detector": detector,
-                "neck": neck,
-                "config": os.path.join(config_dir, f"{detector}_R18_{NECKS[neck][1]}.yaml"),
-                "costs": measure_costs(cfg, repeats),
-            }
-            if train:
-                logger.info(f"cell {cell_name(detector, neck)}: training")
-                record.update(train_and_evaluate(cfg))
-                steps = record["iterations"] * cfg.SOLVER.IMS_PER_BATCH
-                record["costs"]["train_images_per_s_run"] = steps / record["train_time_s"]
+    for index, (detector, neck) in enumerate(cells, 1):
+        name = cell_name(detector, neck)
+        path = os.path.join(out, "cells", name + ".json")
+        cfg = cell_config(detector, neck, config_dir, out, opts, datasets)
+        record = _read_cell(path) or {
+            "detector": detector,
+            "neck": neck,
+            "config": os.path.join(config_dir, f"{detector}_R18_{NECKS[neck][1]}.yaml"),
+            "runs": {},
+        }
+        if "costs" not in record:
+            logger.info(f"cell {index}/{len(cells)} {name}: measuring costs")
+            record["costs"] = measure_costs(cfg, repeats)
             atomic_write_text(path, json.dumps(record, indent=2))
-        else:
-            logger.info(f"cell {cell_name(detector, neck)}: done earlier, kept")
+        for seed in seeds if train else ():
+            if str(seed) in record["runs"]:
+                continue
+            output_dir = run_dir(out, detector, neck, seed)
+            args = train_command(record["config"], output_dir, seed, opts, datasets)
+            logger.info(f"cell {index}/{len(cells)} {name}, seed {seed}: training in a new process")
+            run = train_in_fresh_process(args, threads)
+            images = cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH
+            run.update(
+                iterations=cfg.SOLVER.MAX_ITER,
+                train_images_per_s=images / run["train_time_s"] if run["train_time_s"] else None,
+                command=shlex.join(["python", "tools/train_net.py", *args]),
+            )
+            record["runs"][str(seed)] = run
+            atomic_write_text(path, json.dumps(record, indent=2))
         records.append(record)
     write_reports(records, out)
     return records
@@ -248,26 +329,77 @@ def _read_cell(path: str) -> Optional[Dict]:
         return json.load(f)
 
 
-def _rows(records: List[Dict]) -> List[Dict]:
-    """One flat row per cell, with cost ratios to the FPN cell of the same detector."""
+def paired_difference(values: Dict[str, float], baseline: Dict[str, float]) -> Dict:
+    """Mean of ``values[seed] - baseline[seed]`` over the seeds both have, with its 95% Student-t
+    confidence interval (None below 2 seeds); "significant" when the interval excludes 0."""
+    seeds = sorted(set(values) & set(baseline), key=int)
+    diffs = np.array([values[s] - baseline[s] for s in seeds], dtype=float)
+    result = {"mean": float(diffs.mean()) if len(diffs) else None, "n": len(diffs)}
+    result.update(ci95=None, significant=None)
+    if len(diffs) >= 2:
+        half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+        low, high = result["mean"] - half, result["mean"] + half
+        result.update(ci95=[low, high], significant=bool(low > 0 or high < 0))
+    return result
+
+
+def _metric_by_seed(record: Dict, task: str, metric: str) -> Dict[str, float]:
+    """{seed: value} of one metric over the finished runs of a cell (NaN/None left out)."""
+    values = {}
+    for seed, run in record.get("runs", {}).items():
+        value = run["metrics"].get(task, {}).get(metric)
+        if value is not None and math.isfinite(value):
+            values[seed] = value
+    return values
+
+
+def summarize(records: List[Dict]) -> List[Dict]:
+    """One row per cell: its costs (with ratios to the FPN cell of the same detector), mean and
+    standard deviation of every metric over seeds, the per-seed values, and the paired
+    difference of :data:`DIFFERENCE_METRICS` to FPN."""
     rows = []
     for rec in records:
-        row = {"detector": rec["detector"], "neck": NECKS[rec["neck"]][0], **rec["costs"]}
-        row.pop("input_size", None)
-        row["input_size"] = "x".join(str(v) for v in rec["costs"]["input_size"])
-        for task, values in rec.get("metrics", {}).items():
+        costs = dict(rec["costs"])
+        row = {"detector": rec["detector"], "neck": NECKS[rec["neck"]][0], "key": rec["neck"]}
+        row.update({k: v for k, v in costs.items() if k != "input_size"})
+        row["input_size"] = "x".join(str(v) for v in costs["input_size"])
+        runs = rec.get("runs", {})
+        row["seeds"] = sorted(runs, key=int)
+        speeds = [r["train_images_per_s"] for r in runs.values() if r.get("train_images_per_s")]
+        row["train_images_per_s_run"] = float(np.mean(speeds)) if speeds else None
+        tasks = {task for run in runs.values() for task in run["metrics"]}
+        for task in sorted(tasks):
             prefix = "" if task == "bbox" else "mask_"
-            row.update({prefix + k: v for k, v in values.items()})
-        if "train_time_s" in rec:
-            row["train_time_min"] = rec["train_time_s"] / 60
+            for metric in COCO_METRICS:
+                by_seed = _metric_by_seed(rec, task, metric)
+                values = list(by_seed.values())
+                row[prefix + metric] = float(np.mean(values)) if values else None
+                row[prefix + metric + "_std"] = (
+                    float(np.std(values, ddof=1)) if len(values) > 1 else None
+                )
+                row[prefix + metric + "_by_seed"] = by_seed
         rows.append(row)
-    for row in rows:
+    for row, rec in zip(rows, records):
         base = next(
-            (r for r in rows if r["detector"] == row["detector"] and r["neck"] == "FPN"), None
+            (
+                (r, b)
+                for r, b in zip(rows, records)
+                if r["detector"] == row["detector"] and r["key"] == BASELINE
+            ),
+            None,
         )
+        if base is None:
+            continue
         for col in RATIO_COLUMNS:
-            if base and base.get(col):
-                row[col + "_vs_fpn"] = row[col] / base[col]
+            if base[0].get(col):
+                row[col + "_vs_fpn"] = row[col] / base[0][col]
+        if row["key"] != BASELINE:
+            row["vs_fpn"] = {
+                m: paired_difference(
+                    _metric_by_seed(rec, "bbox", m), _metric_by_seed(base[1], "bbox", m)
+                )
+                for m in DIFFERENCE_METRICS
+            }
     return rows
 
 
@@ -279,16 +411,57 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
+def _mean_std(row: Dict, key: str) -> str:
+    mean, std = row.get(key), row.get(key + "_std")
+    if mean is None:
+        return "–"
+    return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
+
+
+def _difference(row: Dict, metric: str) -> str:
+    diff = row.get("vs_fpn", {}).get(metric)
+    if diff is None or diff["mean"] is None:
+        return "–" if row["key"] != BASELINE else "(baseline)"
+    text = f"{diff['mean']:+.1f}"
+    if diff["ci95"] is None:
+        return text
+    low, high = diff["ci95"]
+    return f"{text} [{low:+.1f}, {high:+.1f}]" + ("" if diff["significant"] else " n.s.")
+
+
+def _csv_rows(records: List[Dict], rows: List[Dict]) -> List[Dict]:
+    """One row per run (cell x seed): the cell's costs and the run's metrics and speed."""
+    out = []
+    for rec, row in zip(records, rows):
+        costs = {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
+        costs = {k: v for k, v in costs.items() if k.split("_")[0] not in COCO_METRICS}
+        for seed, run in sorted(rec.get("runs", {}).items(), key=lambda kv: int(kv[0])):
+            line = {**costs, "seed": int(seed), "train_time_s": run["train_time_s"]}
+            line["train_images_per_s_run"] = run.get("train_images_per_s")
+            for task, values in run["metrics"].items():
+                prefix = "" if task == "bbox" else "mask_"
+                line.update({prefix + k: v for k, v in values.items()})
+            out.append(line)
+        if not rec.get("runs"):
+            out.append(costs)
+    return out
+
+
 def write_reports(records: List[Dict], out: str) -> None:
-    """table.md, results.csv, results.json and the plots, from the cell records."""
-    rows = _rows(records)
+    """table.md, results.csv (one row per run), results.json (one row per cell, with the
+    per-seed values and the differences to FPN) and the plots, from the cell records."""
+    rows = summarize(records)
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(rows, indent=2))
-    columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("detector", "neck"), k))
+    lines = _csv_rows(records, rows)
+    columns = sorted(
+        {k for r in lines for k in r},
+        key=lambda k: (k not in ("detector", "neck", "seed"), ("detector", "neck", "seed", k)),
+    )
     tmp = os.path.join(out, "results.csv.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(lines)
     os.replace(tmp, os.path.join(out, "results.csv"))
     atomic_write_text(os.path.join(out, "table.md"), render_table(rows))
     _plot(rows, out)
@@ -300,32 +473,49 @@ def render_table(rows: List[Dict]) -> str:
     for detector in dict.fromkeys(r["detector"] for r in rows):
         sub = [r for r in rows if r["detector"] == detector]
         first = sub[0]
+        seeds = sorted({s for r in sub for s in r["seeds"]}, key=int)
+        masks = any(r.get("mask_AP") is not None for r in sub)
         lines += [
             f"### {DETECTORS[detector]}",
             "",
-            f"Input {first['input_size']}, {first['threads']} CPU threads; FLOPs by fvcore "
-            "(1 multiply-add = 1 flop); latency = median of interleaved runs, batch 1; "
-            "(x) = ratio to FPN.",
+            f"Input {first['input_size']}, {first['threads']} CPU threads; {len(seeds)} seed(s) "
+            f"per neck ({', '.join(seeds) or 'none'}), each run trained in its own process; "
+            "AP = mean ± standard deviation over seeds; Δ = difference to FPN paired by seed, "
+            "with its 95% confidence interval (n.s.: the interval contains 0). FLOPs by fvcore "
+            "(1 multiply-add = 1 flop); neck share = neck FLOPs / bottom-up FLOPs; latency = "
+            "median of interleaved runs, batch 1; (x) = ratio to FPN.",
             "",
-            "| neck | neck params (M) | GFLOPs | neck latency (ms) | latency (ms) | train peak "
-            "mem (MB) | train img/s | AP | AP50 | AP75 | AP_S | AP_M | AP_L |"
-            + (" mask AP |" if "mask_AP" in first else ""),
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-            + ("---|" if "mask_AP" in first else ""),
+            "| neck | neck params (M) | GFLOPs | neck share | neck latency (ms) | latency (ms) "
+            "| train peak mem (MB) | train img/s | AP | ΔAP | AP50 | AP75 | AP_S | ΔAP_S | AP_M "
+            "| AP_L |" + (" mask AP |" if masks else ""),
+            "|---" * 16 + "|" + ("---|" if masks else ""),
         ]
         for r in sub:
+            share = (
+                r.get("neck_gflops", 0) / r["bottom_up_gflops"]
+                if r.get("bottom_up_gflops")
+                else None
+            )
             cells = [
                 r["neck"],
                 _ratio(r, "neck_params", r["neck_params"] / 1e6, 2),
                 _ratio(r, "gflops", r["gflops"], 1),
+                "–" if share is None else f"{share * 100:.1f}%",
                 _ratio(r, "neck_latency_ms", r["neck_latency_ms"], 0),
                 _ratio(r, "latency_ms", r["latency_ms"], 0),
                 _ratio(r, "train_peak_mb", r["train_peak_mb"], 0),
-                # the whole training run's throughput when it ran, else that of 3 steps
-                _fmt(r.get("train_images_per_s_run", r.get("train_images_per_s")), 1),
-            ] + [_fmt(r.get(k)) for k in COCO_METRICS]
-            if "mask_AP" in first:
-                cells.append(_fmt(r.get("mask_AP")))
+                _fmt(r.get("train_images_per_s_run") or r.get("train_images_per_s"), 1),
+                _mean_std(r, "AP"),
+                _difference(r, "AP"),
+                _mean_std(r, "AP50"),
+                _mean_std(r, "AP75"),
+                _mean_std(r, "APs"),
+                _difference(r, "APs"),
+                _mean_std(r, "APm"),
+                _mean_std(r, "APl"),
+            ]
+            if masks:
+                cells.append(_mean_std(r, "mask_AP"))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -334,7 +524,7 @@ def render_table(rows: List[Dict]) -> str:
 def _ratio(row: Dict, column: str, value: float, digits: int) -> str:
     ratio = row.get(column + "_vs_fpn")
     text = _fmt(float(value), digits)
-    return text if ratio is None or row["neck"] == "FPN" else f"{text} ({ratio:.2f}x)"
+    return text if ratio is None or row["key"] == BASELINE else f"{text} ({ratio:.2f}x)"
 
 
 def _plot(rows: List[Dict], out: str) -> None:
@@ -343,18 +533,26 @@ def _plot(rows: List[Dict], out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trained = [r for r in rows if "AP" in r]
+    trained = [r for r in rows if r.get("AP") is not None]
     if not trained:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     for detector in dict.fromkeys(r["detector"] for r in trained):
         sub = [r for r in trained if r["detector"] == detector]
-        ax.plot([r["gflops"] for r in sub], [r["AP"] for r in sub], "o", label=DETECTORS[detector])
+        ax.errorbar(
+            [r["gflops"] for r in sub],
+            [r["AP"] for r in sub],
+            yerr=[r.get("AP_std") or 0.0 for r in sub],
+            fmt="o",
+            capsize=3,
+            label=DETECTORS[detector],
+        )
         for r in sub:
-            xy = (r["gflops"], r["AP"])
-            ax.annotate(r["neck"], xy, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                r["neck"], (r["gflops"], r["AP"]), xytext=(4, 4), textcoords="offset points"
+            )
     ax.set_xlabel("GFLOPs (fvcore, whole model)")
-    ax.set_ylabel("box AP")
+    ax.set_ylabel("box AP (mean ± std over seeds)")
     ax.set_title("AP vs cost")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -362,19 +560,21 @@ def _plot(rows: List[Dict], out: str) -> None:
     fig.savefig(os.path.join(out, "ap_vs_gflops.png"), dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(trained)), 4))
     labels = [f"{r['neck']}\n{DETECTORS[r['detector']]}" for r in trained]
     width = 0.27
-    for i, key in enumerate(("APs", "APm", "APl")):
+    for i, (key, label) in enumerate((("APs", "AP_S"), ("APm", "AP_M"), ("APl", "AP_L"))):
         ax.bar(
             [x + (i - 1) * width for x in range(len(trained))],
-            [r.get(key, float("nan")) for r in trained],
+            [r.get(key) if r.get(key) is not None else float("nan") for r in trained],
             width,
-            label=key.replace("AP", "AP_").upper().replace("AP_", "AP_"),
+            yerr=[r.get(key + "_std") or 0.0 for r in trained],
+            capsize=2,
+            label=label,
         )
     ax.set_xticks(range(len(trained)))
     ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylabel("box AP")
+    ax.set_ylabel("box AP (mean ± std over seeds)")
     ax.set_title("AP by object size")
     ax.legend()
     fig.tight_layout()

@@ -112,9 +112,7 @@ def add_fpn_variants_config(cfg: CN) -> CN:
 def check_variant_keys(cfg: CN) -> None:
     """Raise ValueError when a variant-only key differs from its default but its neck is not the
     one selected by ``MODEL.BACKBONE.NAME`` (it would be ignored silently otherwise)."""
-    from detectron2.config import get_cfg
-
-    defaults = add_fpn_variants_config(get_cfg())
+    defaults = _defaults()
     selected = cfg.MODEL.BACKBONE.NAME
     for node, builder in VARIANT_NODES.items():
         if selected == builder or node not in cfg.MODEL:
@@ -131,6 +129,12 @@ def check_variant_keys(cfg: CN) -> None:
             )
 
 
+def _defaults() -> CN:
+    from detectron2.config import get_cfg
+
+    return add_fpn_variants_config(get_cfg())
+
+
 def check_config(cfg: CN) -> None:
     """Check what can be checked before building: that the names selecting registered parts
     exist, and the neck's keys that only fail deep inside the build otherwise. Each error names
@@ -141,14 +145,24 @@ def check_config(cfg: CN) -> None:
     Raises:
         KeyError: MODEL.META_ARCHITECTURE or MODEL.BACKBONE.NAME is not registered.
         ValueError: a variant-only key set for another variant, an unknown norm or activation,
-            or GN with OUT_CHANNELS not a multiple of 32.
-        TypeError: MODEL.FPN.OUT_CHANNELS or a NUM_REPEATS is not an integer.
+            GN with OUT_CHANNELS not a multiple of 32, a malformed row of a custom topology
+            (MODEL.BIFPN.NODES, MODEL.NASFPN.BLOCKS), or one set while the topology is not
+            "custom".
+        TypeError: MODEL.FPN.OUT_CHANNELS is not an integer, or a key of the selected variant
+            is not of its default's type (e.g. a bool key set to a string from Python).
     """
     from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
-    from .backbone import NECK_BUILDERS
+    from .backbone import ALL_BUILDERS
     from .layers.conv import ACTIVATIONS, NORMS
-    from .necks.base import check_choice
+    from .necks.base import check_choice, check_table_is_read, check_type
+    from .necks.specs import parse_bifpn_rows, parse_nasfpn_rows
+
+    # Variant node -> its custom table, the key that selects it, the check of its rows.
+    custom_tables = {
+        "BIFPN": ("NODES", "TOPOLOGY", parse_bifpn_rows),
+        "NASFPN": ("BLOCKS", "CELL", parse_nasfpn_rows),
+    }
 
     for key, name, registry, ours in (
         ("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, META_ARCH_REGISTRY, ""),
@@ -156,7 +170,7 @@ def check_config(cfg: CN) -> None:
             "MODEL.BACKBONE.NAME",
             cfg.MODEL.BACKBONE.NAME,
             BACKBONE_REGISTRY,
-            f"the fpn_variants necks are {list(NECK_BUILDERS)}; ",
+            f"the fpn_variants necks are {list(ALL_BUILDERS)}; ",
         ),
     ):
         if name not in registry:
@@ -164,18 +178,24 @@ def check_config(cfg: CN) -> None:
                 f"{key}={name!r} is not registered: {ours}every registered name: "
                 f"{sorted(k for k, _ in registry)}"
             )
-    if cfg.MODEL.BACKBONE.NAME not in NECK_BUILDERS:
+    if cfg.MODEL.BACKBONE.NAME not in ALL_BUILDERS:
         return
     check_variant_keys(cfg)
-    counts = {"MODEL.FPN.OUT_CHANNELS": cfg.MODEL.FPN.OUT_CHANNELS}
-    for node in ("BIFPN", "NASFPN"):
-        if cfg.MODEL.BACKBONE.NAME == VARIANT_NODES[node]:
-            counts[f"MODEL.{node}.NUM_REPEATS"] = cfg.MODEL[node].NUM_REPEATS
-            # Their layers report an unknown activation without the key.
-            check_choice(f"MODEL.{node}.ACTIVATION", cfg.MODEL[node].ACTIVATION, ACTIVATIONS)
-    for key, value in counts.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{key}={value!r} must be an integer, not {type(value).__name__}")
+    check_type("MODEL.FPN.OUT_CHANNELS", cfg.MODEL.FPN.OUT_CHANNELS, int)
+    node = next((n for n, b in VARIANT_NODES.items() if b == cfg.MODEL.BACKBONE.NAME), None)
+    if node is not None:
+        values, defaults = cfg.MODEL[node], _defaults().MODEL[node]
+        # YAML files and merge_from_list check types; values set from Python are not checked.
+        for key, default in defaults.items():
+            check_type(f"MODEL.{node}.{key}", values[key], type(default))
+    if node in custom_tables:
+        table, switch, parse = custom_tables[node]
+        key, switch_key = f"MODEL.{node}.{table}", f"MODEL.{node}.{switch}"
+        check_table_is_read(key, values[table], switch_key, values[switch])
+        if values[switch] == "custom":
+            parse(values[table])
+        # Their layers report an unknown activation without the key.
+        check_choice(f"MODEL.{node}.ACTIVATION", values.ACTIVATION, ACTIVATIONS)
     check_choice("MODEL.FPN.NORM", cfg.MODEL.FPN.NORM, NORMS)
     check_roi_level_rule(cfg)
     if cfg.MODEL.FPN.NORM == "GN" and cfg.MODEL.FPN.OUT_CHANNELS % 32 != 0:

@@ -15,7 +15,12 @@ What differs from Detectron2's own ``tools/train_net.py``:
   SEED, the rank and the iteration, so a resumed run ends with the weights of an uninterrupted
   one.
 * The config is loaded without running YAML python tags and checked by
-  :func:`fpn_variants.config.check_config` before anything is built.
+  :func:`fpn_variants.config.check_config` before anything is built. ``OUTPUT_DIR/config.yaml``
+  is written once the checkpoint to resume (or MODEL.WEIGHTS) has loaded into the model, so a
+  run refused at that point (e.g. ``--resume`` with another neck) leaves the folder's config
+  describing its checkpoints.
+* A run resumed after its last iteration (killed while it saved ``model_final.pth``) writes
+  the missing ``model_final.pth``.
 * One run per output folder: a run takes a lock in OUTPUT_DIR before writing anything there
   (:func:`claim_output_dir`); a second run on a folder in use is refused, naming the process
   that holds it. The lock goes with its process, so a crashed run never blocks ``--resume``.
@@ -71,28 +76,35 @@ from .data.resumable import (
     find_resumable_sampler,
     resolve_seed,
 )
-from .io import FileLock, LockHeldError, describe_holder
+from .io import FileLock, LockHeldError, atomic_write_text, describe_holder, is_held
 
 __all__ = [
     "Checkpointer",
     "LockHeldError",
     "SeedEachIteration",
+    "SPLITS",
     "Trainer",
+    "TrainingTime",
     "WorkerFailedError",
+    "apply_dataset_names",
     "argument_parser",
     "base_argument_parser",
     "claim_output_dir",
     "launch",
     "register_datasets_from_args",
+    "run_from_command_line",
+    "save_config",
     "setup",
     "main",
 ]
 
 logger = logging.getLogger(__name__)
 
-# The lock file a run holds in its OUTPUT_DIR, and the locks this process holds, by folder.
+# The splits of data given by path: --dataset-train / --dataset-test.
+SPLITS = ("train", "test")
+
+# The lock file a run holds in its OUTPUT_DIR.
 RUN_LOCK = ".run.lock"
-_RUN_LOCKS: Dict[str, FileLock] = {}
 
 
 def claim_output_dir(output_dir: str) -> None:
@@ -106,11 +118,10 @@ def claim_output_dir(output_dir: str) -> None:
         LockHeldError: another process holds the folder (the message names it).
     """
     refusal = None
-    folder = os.path.realpath(output_dir)
-    if comm.is_main_process() and output_dir and folder not in _RUN_LOCKS:
-        lock = FileLock(os.path.join(folder, RUN_LOCK))
+    lock = FileLock(os.path.join(os.path.realpath(output_dir), RUN_LOCK))
+    if comm.is_main_process() and output_dir and not is_held(lock.path):
         try:
-            _RUN_LOCKS[folder] = lock.acquire(wait=False)
+            lock.acquire(wait=False)  # held until the process ends
         except LockHeldError as e:
             refusal = (
                 f"OUTPUT_DIR {output_dir} is in use by another run: {describe_holder(e.holder)}. "
@@ -150,6 +161,33 @@ class SeedEachIteration(HookBase):
         random.seed(seed)
 
 
+class TrainingTime(HookBase):
+    """Seconds spent in training iterations: the step and the ``before_step`` of the hooks after
+    this one, not the checkpoints, PreciseBN or evaluations that run after a step (they are later
+    hooks' ``after_step``). Kept in the checkpoints (trainer state), so a resumed run counts each
+    iteration once, and put in the event storage as ``train_time_s`` at the end of training
+    (metrics.json)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._step_start = 0.0
+
+    def before_step(self):
+        self._step_start = time.perf_counter()
+
+    def after_step(self):
+        self.seconds += time.perf_counter() - self._step_start
+
+    def after_train(self):
+        self.trainer.storage.put_scalar("train_time_s", self.seconds, smoothing_hint=False)
+
+    def state_dict(self) -> Dict:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.seconds = state["seconds"]
+
+
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` with COCO evaluation, CPU multi-process training, strict and atomic
     checkpoints and exact resuming."""
@@ -167,6 +205,7 @@ class Trainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        self._config_to_save = cfg  # as given, before the worker scaling
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -190,7 +229,7 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self) -> List[HookBase]:
-        return [SeedEachIteration(), *super().build_hooks()]
+        return [SeedEachIteration(), TrainingTime(), *super().build_hooks()]
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
@@ -222,16 +261,33 @@ class Trainer(DefaultTrainer):
     def resume_or_load(self, resume: bool = True) -> None:
         """Resume from OUTPUT_DIR's last checkpoint (``resume``, if there is one): weights,
         optimizer, scheduler, iteration, seed and position in the data stream. Otherwise load
-        MODEL.WEIGHTS and start at iteration 0."""
+        MODEL.WEIGHTS and start at iteration 0. Then, the run being able to start, write
+        OUTPUT_DIR/config.yaml and remove the temporary files of saves killed mid-write."""
         super().resume_or_load(resume=resume)
         if self._sampler is not None:
             self._sampler.start_batch = self.start_iter
+        save_config(self._config_to_save)
+        self.checkpointer.remove_interrupted_saves()
 
     def train(self) -> Optional[Dict]:
         """Train, then evaluate (EvalHook); return the last evaluation results (rank 0; None
         elsewhere or without DATASETS.TEST), not only when TEST.EXPECTED_RESULTS is set."""
+        if self.start_iter >= self.max_iter:
+            self._save_missing_final_checkpoint()
         super().train()
         return getattr(self, "_last_eval_results", None) if comm.is_main_process() else None
+
+    def _save_missing_final_checkpoint(self) -> None:
+        # A run killed while it saved model_final.pth resumes from the checkpoint saved just
+        # before, at the same iteration: there is no step left to run, and no final file.
+        if os.path.isfile(os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")):
+            return
+        logger.info(
+            f"Resumed at iteration {self.start_iter} of SOLVER.MAX_ITER={self.max_iter}: training "
+            "is over, but model_final.pth is missing (the run stopped while saving it?); saving "
+            "it from the last checkpoint."
+        )
+        self.checkpointer.save("model_final", iteration=self.start_iter - 1)
 
     @classmethod
     def build_evaluator(
@@ -286,7 +342,7 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
         help="load MODEL.WEIGHTS even if it fits the model only in part (e.g. another neck or "
         "class count): the rest keeps its initialization. Default: a mismatch is an error",
     )
-    for split in ("train", "test"):
+    for split in SPLITS:
         parser.add_argument(
             f"--dataset-{split}",
             nargs=3,
@@ -305,7 +361,7 @@ def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]
     Returns:
         dict: {"train": [names], "test": [names]} (empty lists when not given).
     """
-    names = {"train": [], "test": []}
+    names = {split: [] for split in SPLITS}
     for split in names:
         for name, json_file, image_root in getattr(args, f"dataset_{split}", None) or []:
             register_coco_instances_from_path(name, json_file, image_root)
@@ -313,7 +369,9 @@ def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]
     return names
 
 
-def _apply_dataset_names(cfg: CfgNode, names: Dict[str, List[str]]) -> None:
+def apply_dataset_names(cfg: CfgNode, names: Dict[str, List[str]]) -> None:
+    """Select the datasets registered by path ({"train"/"test": [names]}, empty: keep the
+    config's) in DATASETS.TRAIN / DATASETS.TEST; NUM_CLASSES follows the training data."""
     if names["train"]:
         cfg.DATASETS.TRAIN = tuple(names["train"])
         classes = MetadataCatalog.get(names["train"][0]).thing_classes
@@ -352,24 +410,51 @@ def _resolve_auto_output_dir(cfg: CfgNode, config_file: str) -> None:
         cfg.OUTPUT_DIR = os.path.join(head, os.path.splitext(os.path.basename(config_file))[0])
 
 
+def save_config(cfg: CfgNode) -> None:
+    """Write ``OUTPUT_DIR/config.yaml`` (main process, atomically), as Detectron2's
+    ``default_setup`` does; :class:`Trainer` and ``--eval-only`` call it once the weights have
+    loaded."""
+    if comm.is_main_process() and cfg.OUTPUT_DIR:
+        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        atomic_write_text(path, cfg.dump())
+        logger.info(f"Full config saved to {path}")
+
+
+def _default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Detectron2's ``default_setup`` (OUTPUT_DIR, loggers with their log.txt, environment and
+    arguments in the log, seeds) without its dump of ``config.yaml`` (see :func:`save_config`)."""
+    if comm.is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    for name in ("fvcore", "detectron2"):
+        setup_logger(cfg.OUTPUT_DIR, comm.get_rank(), name=name, configure_stdout=False)
+    # Without an OUTPUT_DIR, default_setup writes no file; the loggers above write log.txt.
+    no_output_dir = cfg.clone()
+    no_output_dir.defrost()
+    no_output_dir.OUTPUT_DIR = None
+    default_setup(no_output_dir, args)
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     """Config from the command line: get_cfg -> add_fpn_variants_config -> merge the file (plain
     YAML: python tags are refused) -> datasets given by path (they set DATASETS.* and
     NUM_CLASSES) -> merge the trailing options (so they win) -> OUTPUT_DIR ".../auto" named after
     the config file -> :func:`~fpn_variants.config.check_config` -> freeze ->
-    :func:`claim_output_dir` -> ``default_setup`` (logging, seed, config dump in OUTPUT_DIR)."""
+    :func:`claim_output_dir` -> Detectron2's ``default_setup`` (logging, seed) except the config
+    dump: ``OUTPUT_DIR/config.yaml`` is written once the run's weights have loaded
+    (:func:`save_config`)."""
     cfg = get_cfg()
     add_fpn_variants_config(cfg)
     if args.config_file:
         cfg.merge_from_file(args.config_file, allow_unsafe=False)
-    _apply_dataset_names(cfg, register_datasets_from_args(args))
+    apply_dataset_names(cfg, register_datasets_from_args(args))
     cfg.merge_from_list(args.opts)
     _resolve_auto_output_dir(cfg, args.config_file)
     check_config(cfg)
     cfg.freeze()
     claim_output_dir(cfg.OUTPUT_DIR)
-    default_setup(cfg, args)
+    _default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fpn_variants")
+    logger.info(f"Running with full config:\n{cfg.dump()}")
     _set_cpu_threads(cfg)
     return cfg
 
@@ -386,6 +471,7 @@ def main(args: argparse.Namespace):
         Checkpointer(
             model, save_dir=cfg.OUTPUT_DIR, allow_partial=args.allow_partial_weights
         ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        save_config(cfg)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
@@ -469,3 +555,16 @@ def _failure_message(error: ProcessException, args: argparse.Namespace) -> str:
         "written atomically, so the last one in OUTPUT_DIR is intact: to continue from it, run "
         "the same command with --resume and the same number of processes."
     )
+
+
+def run_from_command_line(argv: Optional[List[str]] = None, epilog: Optional[str] = None):
+    """``tools/train_net.py``: parse the command line and :func:`main` in one process or, with
+    ``--num-gpus`` / ``--num-machines``, in several (:func:`launch`). Also runs as
+    ``python -m fpn_variants.engine`` (how the comparison trains each cell)."""
+    args = argument_parser(epilog=epilog).parse_args(argv)
+    print("Command Line Args:", args)
+    launch(main, args)
+
+
+if __name__ == "__main__":
+    run_from_command_line()

@@ -2,13 +2,14 @@
 file) and an inter-process lock that a crashed holder never leaves taken."""
 
 import contextlib
+import glob
 import json
 import os
 import socket
 import sys
 import time
 import uuid
-from typing import IO, Any, Callable, Dict, Optional, Set, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Union
 
 try:  # POSIX only
     import fcntl
@@ -22,9 +23,15 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "describe_holder",
+    "is_held",
+    "remove_temp_files",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+# Temporary file of a target "<name>": ".<name>.tmp-<8 hex digits>" in the same folder.
+_TMP = ".tmp-"
 
 
 def _fsync_dir(path: str) -> None:
@@ -42,7 +49,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}{_TMP}{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -61,6 +68,22 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_temp_files(folder: PathLike, pattern: str = "*") -> List[str]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` for targets whose name
+    matches the glob ``pattern`` (a process killed mid-write runs no cleanup). Only the process
+    that writes these targets may call it (it would remove another writer's file in progress).
+
+    Returns:
+        list[str]: the removed paths.
+    """
+    name = f".{pattern}{_TMP}" + "[0-9a-f]" * 8
+    paths = sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), name)))
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return paths
 
 
 class LockHeldError(RuntimeError):
@@ -118,13 +141,13 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
-        _HELD.add(self)
+        _HELD[self.path] = self
         return self
 
     def release(self) -> None:
         if self._fd is None:
             return
-        _HELD.discard(self)
+        _HELD.pop(self.path, None)
         fd, self._fd = self._fd, None
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
@@ -137,14 +160,20 @@ class FileLock:
         self.release()
 
 
-_HELD: Set[FileLock] = set()
+# The locks this process holds, by path.
+_HELD: Dict[str, FileLock] = {}
+
+
+def is_held(path: PathLike) -> bool:
+    """Whether this process holds a :class:`FileLock` on ``path``."""
+    return os.path.abspath(os.fspath(path)) in _HELD
 
 
 def _forget_locks_in_child() -> None:
     # A forked child shares the parent's open file description: closing its descriptor (without
     # LOCK_UN, which would release the parent's lock) keeps it from holding the lock on after
     # the parent died.
-    for lock in list(_HELD):
+    for lock in _HELD.values():
         with contextlib.suppress(OSError):
             os.close(lock._fd)
         lock._fd = None

@@ -86,6 +86,24 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
     _assert_state(fresh, first)
 
 
+def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    """A save killed mid-write (SIGKILL: no cleanup runs) leaves its hidden temporary file, up to
+    the size of a checkpoint; the next save removes such files and nothing else."""
+    model = _model()
+    Checkpointer(model, str(tmp_path)).save("model_0000000")
+    stale = [".model_final.pth.tmp-0badc0de", ".last_checkpoint.tmp-12345678"]
+    for name in stale + [".keep", "notes.pth.tmp"]:
+        (tmp_path / name).write_bytes(b"half a file")
+    Checkpointer(model, str(tmp_path)).save("model_0000001")
+    assert sorted(os.listdir(tmp_path)) == [
+        ".keep",
+        "last_checkpoint",
+        "model_0000000.pth",
+        "model_0000001.pth",
+        "notes.pth.tmp",
+    ]
+
+
 def test_weights_of_another_variant_fail_with_the_mismatch_and_change_nothing(tmp_path):
     Checkpointer(_model("build_fpn_backbone"), str(tmp_path)).save("fpn")
     bifpn = _model("build_bifpn_backbone")

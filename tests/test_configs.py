@@ -25,6 +25,19 @@ NECK_OF_NAME = {
     "BiFPN": "build_bifpn_backbone",
     "NASFPN": "build_nasfpn_backbone",
 }
+# The FPN paper's Table 3 baselines (configs/Synthetic, Faster R-CNN only).
+BASELINE_OF_NAME = {
+    "C4": "build_single_scale_backbone",
+    "C5": "build_single_scale_backbone",
+    "BottomUp": "build_bottom_up_pyramid_backbone",
+    "TopDown": "build_top_down_pyramid_backbone",
+    "FPNP2": "build_finest_level_fpn_backbone",
+}
+
+
+def neck_suffix(path: str) -> str:
+    name = os.path.basename(path).replace("_1x.yaml", "").replace(".yaml", "")
+    return name.split("_")[-1]
 
 
 def load(path):
@@ -34,10 +47,13 @@ def load(path):
     return cfg
 
 
-def test_there_are_twelve_combinations_per_recipe():
+def test_there_are_twelve_combinations_per_recipe_and_the_baselines():
     for recipe in ("COCO", "Synthetic"):
-        names = [os.path.basename(p) for p in LEAVES if f"{os.sep}{recipe}{os.sep}" in p]
-        assert len(names) == 12, (recipe, names)
+        leaves = [p for p in LEAVES if f"{os.sep}{recipe}{os.sep}" in p]
+        necks = [os.path.basename(p) for p in leaves if neck_suffix(p) in NECK_OF_NAME]
+        assert len(necks) == 12, (recipe, necks)
+        baselines = sorted(neck_suffix(p) for p in leaves if neck_suffix(p) not in NECK_OF_NAME)
+        assert baselines == ([] if recipe == "COCO" else sorted(BASELINE_OF_NAME)), baselines
 
 
 @pytest.mark.parametrize(
@@ -51,9 +67,7 @@ def test_shipped_configs_are_plain_yaml(path):
 @pytest.mark.parametrize("path", LEAVES, ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_merges_and_builds(path):
     cfg = load(path)
-    neck = os.path.basename(path).split("_")[-2 if path.endswith("_1x.yaml") else -1]
-    neck = neck.replace(".yaml", "")
-    assert cfg.MODEL.BACKBONE.NAME == NECK_OF_NAME[neck]
+    assert cfg.MODEL.BACKBONE.NAME == {**NECK_OF_NAME, **BASELINE_OF_NAME}[neck_suffix(path)]
     model = build_model(cfg)
     shapes = model.backbone.output_shape()
     heads = cfg.MODEL.RETINANET.IN_FEATURES if "retinanet" in path else cfg.MODEL.RPN.IN_FEATURES

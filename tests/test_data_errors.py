@@ -127,6 +127,25 @@ def test_instances_detectron2_drops_are_logged_with_the_file(tmp_path, caplog):
     assert "annotation 2" in caplog.text
 
 
+def test_boxes_outside_their_image_are_logged_with_the_file(tmp_path, caplog):
+    """Detectron2 clips boxes to the image, then drops the empty ones without a message."""
+    inside = _annotation(id=1, bbox=[8, 8, 5, 5])  # partly outside: clipped, kept
+    right = _annotation(id=2, bbox=[10, 2, 3, 3])  # the image is 10 x 10
+    above = _annotation(id=3, bbox=[2, -6, 3, 5])
+    json_file, image_root = _dataset(tmp_path, annotations=[inside, right, above])
+    logger = logging.getLogger("fpn_variants.data.coco")
+    logger.addHandler(caplog.handler)
+    try:
+        register_coco_instances_from_path(next(_names), json_file, image_root)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert (
+        f"{json_file}: 2 boxes lie entirely outside their image; Detectron2 drops these "
+        "instances: annotation 2: bbox [10, 2, 3, 3] in image 1 (10 x 10); annotation 3: bbox "
+        "[2, -6, 3, 5] in image 1 (10 x 10)."
+    ) in caplog.text
+
+
 def test_training_data_without_usable_annotations_is_a_clear_error(tmp_path):
     """Detectron2 removes images without non-crowd annotations, then asserts."""
     json_file, image_root = _dataset(tmp_path, annotations=[_annotation(iscrowd=1)])

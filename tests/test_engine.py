@@ -1,10 +1,12 @@
 """Training / evaluation entry point on the built-in data (tiny: 128 px, a few dozen images)."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from detectron2.config import CfgNode
 
 import fpn_variants  # noqa: F401  registers the built-in datasets
 from fpn_variants.engine import Trainer, argument_parser, main, setup
@@ -65,6 +67,8 @@ def test_training_ends_with_coco_evaluation(trained):
     bbox = trained["results"]["bbox"]
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(bbox)
     assert os.path.isfile(os.path.join(trained["output_dir"], "model_final.pth"))
+    config = CfgNode.load_cfg((trained["output_dir"] / "config.yaml").read_text())
+    assert config.SOLVER.MAX_ITER == ITERS and config.MODEL.BACKBONE.NAME == "build_fpn_backbone"
     assert os.path.isfile(
         os.path.join(trained["output_dir"], "inference", "coco_instances_results.json")
     )
@@ -96,6 +100,19 @@ def test_resume_restores_model_optimizer_scheduler_and_iteration(trained):
     assert [i for _, i in trainer.storage.history("total_loss").values()] == list(
         range(ITERS, ITERS + 4)
     )
+
+
+def test_a_refused_resume_leaves_the_run_folder_as_it_was(trained, tmp_path):
+    """--resume with another neck's config into a run folder is refused on its checkpoint; the
+    folder's config.yaml still describes its checkpoints (written only once a run can start)."""
+    for name in ("config.yaml", "last_checkpoint", "model_final.pth", "metrics.json"):
+        shutil.copyfile(trained["output_dir"] / name, tmp_path / name)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    args, _ = _cfg(tmp_path, "MODEL.BACKBONE.NAME", "build_panet_backbone", extra_args=["--resume"])
+    with pytest.raises(ValueError, match="--resume reads the last checkpoint of OUTPUT_DIR"):
+        main(args)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "log.txt"}
+    assert after == before
 
 
 def test_dataset_by_path_sets_datasets_and_num_classes(tiny_builtin_data, tmp_path):

@@ -231,15 +231,12 @@ def _snapshot(folder):
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused_and_a_crashed_run_does_not_block(
-    tiny_builtin_data, tmp_path  # noqa: F811
+    tiny_builtin_data, tmp_path, capfd  # noqa: F811
 ):
     run = tmp_path / "run"
-    configs = os.path.join(REPO, "configs")
-    cell = compare.cell_config(
-        "faster_rcnn", "fpn", os.path.join(configs, "Synthetic"), str(tmp_path / "compare")
-    )
+    cell = compare.run_dir(str(tmp_path / "compare"), "faster_rcnn", "fpn", seed=0)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(run), cell.OUTPUT_DIR], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(run), cell], stdout=subprocess.PIPE, text=True
     )
     child = int(holder.stdout.readline())
     try:
@@ -255,15 +252,18 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_crashed_run_does_not_b
             text=True,
         )
         assert second.returncode == 1 and in_use in second.stderr, second.stderr
-        assert f"-c {run} {cell.OUTPUT_DIR}" in second.stderr  # the holder's command line
+        assert f"-c {run} {cell}" in second.stderr  # the holder's command line
 
         tool = lazyconfig_train_net()
-        lazy = os.path.join(configs, "LazyConfig", "Synthetic", "retinanet_R18_FPN.py")
+        lazy = os.path.join(REPO, "configs", "LazyConfig", "Synthetic", "retinanet_R18_FPN.py")
         lazy_args = ["--config-file", lazy, f"train.output_dir={run}"]
         with pytest.raises(LockHeldError, match=re.escape(f"OUTPUT_DIR {run} is in use")):
             tool.main(tool.base_argument_parser().parse_args(lazy_args))
-        with pytest.raises(LockHeldError, match=re.escape(f"{cell.OUTPUT_DIR} is in use")):
-            compare.train_and_evaluate(cell)
+        # A cell of the comparison (and of make zoo): the same command line, in a fresh process.
+        capfd.readouterr()
+        with pytest.raises(RuntimeError, match="training run failed"):
+            compare.train_in_fresh_process(compare.train_command(CONFIG, cell, seed=0), threads=1)
+        assert f"OUTPUT_DIR {cell} is in use" in capfd.readouterr().err
         assert _snapshot(tmp_path) == before  # nothing written, not even a log
     finally:
         holder.kill()

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,47 @@ def test_weights_from_url_are_cached_and_verified(train_dir, tmp_path, monkeypat
     with pytest.raises(ValueError, match=entry["weights"]["sha256"]):
         mz.get_checkpoint(NAME, manifest=manifest)
     assert list(path.parent.iterdir()) == []  # nothing unverified is left in the cache
+
+
+def test_an_unreachable_weights_url_names_the_model_the_url_and_what_to_do(
+    train_dir, tmp_path, monkeypatch
+):
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manifest, entry = _package(train_dir, tmp_path, base_url=f"http://127.0.0.1:{port}/zoo/")
+    (manifest.parent / entry["weights"]["file"]).unlink()
+    monkeypatch.setenv(mz.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(mz.DownloadError) as err:
+        mz.get_checkpoint(NAME, manifest=manifest)
+    message = str(err.value)
+    assert f"model {NAME!r}" in message and entry["weights"]["url"] in message
+    assert "Connection refused" in message  # the cause
+    assert str(tmp_path / "cache" / NAME) in message  # where a copy fetched by hand goes
+    assert isinstance(err.value, OSError)
+    assert list((tmp_path / "cache" / NAME).iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "edit,problem",
+    [
+        (lambda e: e["weights"].pop("sha256"), "'weights.sha256' is missing"),
+        (lambda e: e["config"].update(sha256="abc"), "'config.sha256'='abc' is not a sha256"),
+        (lambda e: e["config"].pop("packaged"), "'config.packaged' is missing"),
+        (lambda e: e.pop("weights"), "'weights' is missing"),
+    ],
+    ids=["no-weights-sha256", "short-config-sha256", "no-packaged-config", "no-weights"],
+)
+def test_manifest_entries_are_checked_when_the_manifest_is_read(train_dir, tmp_path, edit, problem):
+    manifest, _ = _package(train_dir, tmp_path)
+    data = json.loads(manifest.read_text())
+    edit(data["models"][NAME])
+    manifest.write_text(json.dumps(data))
+    for read in (mz.list_models, lambda m: mz.get_config(NAME, manifest=m)):
+        with pytest.raises(ValueError) as err:
+            read(manifest)
+        message = str(err.value)
+        assert f"model zoo manifest {manifest}: entry {NAME!r}: {problem}" in message
 
 
 def test_model_zoo_md(train_dir, tmp_path):

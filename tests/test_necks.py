@@ -7,10 +7,11 @@ import pytest
 import torch
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
+from fpn_variants import NASFPN, BiFPN
 from fpn_variants.backbone import NECK_BUILDERS
 from fpn_variants.export import script_backbone
 
-from .utils import make_cfg
+from .utils import StridedBackbone, make_cfg
 
 ALL_NECKS = sorted(NECK_BUILDERS)
 
@@ -203,3 +204,34 @@ def test_detector_levels_the_neck_does_not_produce_raise(neck, levels, key, valu
     cfg.merge_from_list([key, value])
     with pytest.raises(ValueError, match=message):
         build_model(cfg)
+
+
+def test_custom_bifpn_levels_no_node_writes_are_projected_to_out_channels():
+    """The latest feature of each level is its output: a level no node writes is the layer's
+    input, projected in the first layer by the 1x1 conv + norm of a BiFPN edge."""
+    cfg = neck_cfg("build_bifpn_backbone", "p3p7")  # 2 layers
+    # P3 (C3, 128 channels) and P7 are never written.
+    nodes = [[4, [1, 2]], [5, [2, 3]], [6, [3, 4]]]
+    cfg.merge_from_list(["MODEL.BIFPN.TOPOLOGY", "custom", "MODEL.BIFPN.NODES", nodes])
+    model = build_backbone(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 96))
+    shapes = model.output_shape()
+    assert list(out) == list(shapes) == ["p3", "p4", "p5", "p6", "p7"]
+    for name, spec in shapes.items():
+        assert out[name].shape[1] == spec.channels == cfg.MODEL.FPN.OUT_CHANNELS, name
+    projection = model.cells[0].nodes[len(nodes)]
+    assert projection.input_ids == [0] and len(model.cells[1].nodes) == len(nodes)
+    assert projection.edges[0].conv.in_channels == 128  # C3
+
+
+def test_the_classes_refuse_bad_python_arguments():
+    """The constructors check what check_config checks: they can be called without a config."""
+    features = {"bottom_up": StridedBackbone({3: 8, 4: 8, 5: 8}), "in_features": ["c3", "c4", "c5"]}
+    with pytest.raises(TypeError, match="MODEL.BIFPN.SEPARABLE_CONV='no' must be True or False"):
+        BiFPN(**features, separable_conv="no")
+    with pytest.raises(ValueError, match="MODEL.BIFPN.NODES is only read with .*TOPOLOGY='custom'"):
+        BiFPN(**features, nodes=[(4, (1, 2))])
+    blocks = [(4, "global_attention", (1, 2, 3), True)]
+    with pytest.raises(ValueError, match=r"BLOCKS\[0\]=.* 'global_attention' merges exactly 2"):
+        NASFPN(**features, cell="custom", blocks=blocks)

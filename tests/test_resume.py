@@ -28,8 +28,8 @@ class _CrashAfter(HookBase):
             raise _Crash
 
 
-def _train(output_dir, workers: int, *, crash=False, resume=False, evaluate=True):
-    opts = ["SOLVER.MAX_ITER", str(ITERS), "SOLVER.CHECKPOINT_PERIOD", str(PERIOD)]
+def _train(output_dir, workers: int, *, crash=False, resume=False, evaluate=True, period=PERIOD):
+    opts = ["SOLVER.MAX_ITER", str(ITERS), "SOLVER.CHECKPOINT_PERIOD", str(period)]
     opts += ["DATALOADER.NUM_WORKERS", str(workers), *SMALL]
     _, cfg = _cfg(output_dir, *opts, *([] if evaluate else ["DATASETS.TEST", "()"]))
     trainer = Trainer(cfg)
@@ -75,6 +75,33 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(uninterrupted, work
         assert (v.double() - reference[k].double()).abs().max().item() <= 1e-6, k
     if evaluate:
         assert results == uninterrupted["results"]
+
+
+def test_a_run_killed_while_saving_model_final_writes_it_when_resumed(
+    tiny_builtin_data, tmp_path  # noqa: F811
+):
+    """SIGKILL while model_final.pth is written (after the last periodic checkpoint, of the same
+    iteration) leaves that checkpoint in last_checkpoint and a hidden temporary file. --resume
+    has no iteration left to run: it writes model_final.pth (the README's --eval-only command
+    and tools/package_model.py read it) and removes the temporary file."""
+    _train(tmp_path, 0, evaluate=False, period=ITERS)
+    last = f"model_{ITERS - 1:07d}.pth"
+    final = tmp_path / "model_final.pth"
+    partial = tmp_path / ".model_final.pth.tmp-0badc0de"
+    partial.write_bytes(final.read_bytes()[:1000])
+    final.unlink()
+    (tmp_path / "last_checkpoint").write_text(last)
+
+    resumed, _ = _train(tmp_path, 0, resume=True, evaluate=False, period=ITERS)
+    assert resumed.start_iter == ITERS
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    written = torch.load(final, weights_only=True)
+    expected = torch.load(tmp_path / last, weights_only=True)
+    assert written["iteration"] == expected["iteration"] == ITERS - 1
+    assert written["model"].keys() == expected["model"].keys()
+    for k, v in expected["model"].items():
+        assert torch.equal(written["model"][k], v), k
+    assert not partial.exists()
 
 
 def test_sampler_restarts_at_any_batch_with_aspect_ratio_groups():

@@ -4,11 +4,11 @@
     python tools/build_zoo.py                 # all 12 models (make zoo); resumable
     python tools/build_zoo.py --detectors retinanet --necks fpn bifpn
 
-One command does it all: `tools/compare.py`'s run (same schedule and seed for every model; costs
-measured in the same run) into OUT, then each trained model is packaged as a release
-(`tools/package_model.py`: weights in output/model_zoo/, entry in model_zoo/manifest.json) and
-MODEL_ZOO.md is regenerated from the manifest. Interrupted, it resumes: finished cells are kept,
-a cell in training continues from its last checkpoint.
+One command does it all: `tools/compare.py`'s run (same schedule and seed for every model, the
+configs' SEED; costs measured in the same run) into OUT, then each trained model is packaged as a
+release (`tools/package_model.py`: weights in output/model_zoo/, entry in
+model_zoo/manifest.json) and MODEL_ZOO.md is regenerated from the manifest. Interrupted, it
+resumes: finished runs are kept, a run in training continues from its last checkpoint.
 """
 
 import argparse
@@ -18,7 +18,7 @@ from typing import List, Optional
 import torch
 
 from fpn_variants import model_zoo
-from fpn_variants.compare import DETECTORS, NECKS, cell_name, compare
+from fpn_variants.compare import DETECTORS, NECKS, PAPER_NECKS, compare, run_dir
 
 COMMAND = "python tools/build_zoo.py"
 
@@ -28,7 +28,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
-    parser.add_argument("--necks", nargs="+", default=list(NECKS), choices=NECKS)
+    parser.add_argument("--necks", nargs="+", default=list(PAPER_NECKS), choices=NECKS)
     parser.add_argument("--config-dir", default="configs/Synthetic")
     parser.add_argument(
         "--out",
@@ -44,8 +44,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     records = compare(args.detectors, args.necks, args.out, config_dir=args.config_dir)
     for rec in records:
         costs = rec["costs"]
+        (seed, run), *_ = rec["runs"].items()  # one run: the config's SEED
         model_zoo.package(
-            os.path.join(args.out, "runs", cell_name(rec["detector"], rec["neck"])),
+            run_dir(args.out, rec["detector"], rec["neck"], int(seed)),
             os.path.splitext(os.path.basename(rec["config"]))[0],
             releases_dir=args.releases_dir,
             manifest=args.manifest,
@@ -54,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 "params": costs["params"],
                 "gflops": costs["gflops"],
                 "latency_ms": costs["latency_ms"],
-                "train_time_s": rec["train_time_s"],
+                "train_time_s": run["train_time_s"],
             },
             hardware=f"CPU, {costs['threads']} threads",
             overwrite=True,  # a rerun re-packages the same weights

@@ -37,9 +37,7 @@ registered: a missing file, malformed JSON, an unknown category id or an empty b
 with the file name and the offending entries.
 """
 
-from fpn_variants.engine import argument_parser, launch, main
+from fpn_variants.engine import run_from_command_line
 
 if __name__ == "__main__":
-    args = argument_parser(epilog=__doc__).parse_args()
-    print("Command Line Args:", args)
-    launch(main, args)
+    run_from_command_line(epilog=__doc__)

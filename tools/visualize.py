@@ -2,7 +2,8 @@
 """Pictures of the necks and the data, as PNG files.
 
 # per-level feature maps of one validation image, one row per neck (weights of a comparison
-# run are used when OUT/runs/<cell>/model_final.pth exists, else the untrained init)
+# run are used when OUT/runs/<cell>/seed<k>/model_final.pth exists, lowest seed first, else the
+# untrained init)
 python tools/visualize.py features --necks fpn panet bifpn nasfpn --runs output/compare
 
 # which level the ROI heads' poolers assign each ground-truth box to, under the config's rule
@@ -11,9 +12,10 @@ python tools/visualize.py scales --dataset synthetic_multiscale_train
 """
 
 import argparse
+import glob
 import os
 
-from fpn_variants.compare import DETECTORS, NECKS, cell_config, cell_name
+from fpn_variants.compare import DETECTORS, NECKS, PAPER_NECKS, cell_config, cell_name
 from fpn_variants.visualize import (
     box_levels,
     feature_energy,
@@ -28,8 +30,9 @@ def features(args: argparse.Namespace) -> None:
     maps = {}
     for neck in args.necks:
         cfg = cell_config(args.detector, neck, args.config_dir, args.runs, args.opts)
-        weights = os.path.join(args.runs, "runs", cell_name(args.detector, neck), "model_final.pth")
-        weights = weights if os.path.isfile(weights) else ""
+        pattern = os.path.join(args.runs, "runs", cell_name(args.detector, neck), "seed*")
+        found = sorted(glob.glob(os.path.join(pattern, "model_final.pth")))
+        weights = found[0] if found else ""
         label = NECKS[neck][0] + ("" if weights else " (untrained)")
         maps[label] = feature_energy(cfg, weights)
     plot_feature_maps(maps, args.output)
@@ -61,7 +64,7 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     feat = sub.add_parser("features", help="per-level feature maps for each neck")
-    feat.add_argument("--necks", nargs="+", default=list(NECKS), choices=NECKS)
+    feat.add_argument("--necks", nargs="+", default=list(PAPER_NECKS), choices=NECKS)
     feat.add_argument("--runs", default="output/compare", help="a tools/compare.py output folder")
     feat.add_argument("--output", default="output/pictures/feature_maps.png")
     feat.set_defaults(run=features)

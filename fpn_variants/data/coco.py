@@ -73,6 +73,26 @@ def _check_segmentations(json_file: str, annotations: List[Dict]) -> None:
         )
 
 
+def _log_boxes_outside(json_file: str, annotations: List[Dict], images: List[Dict]) -> None:
+    """Log the boxes that lie entirely outside their image: Detectron2 clips boxes to the image
+    and drops the instances whose box is then empty, without a message."""
+    sizes = {img["id"]: (img["width"], img["height"]) for img in images}
+    outside = []
+    for a in annotations:
+        x, y, w, h = a["bbox"]
+        width, height = sizes[a["image_id"]]
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            outside.append(
+                f"annotation {a.get('id')}: bbox {a['bbox']!r} in image {a['image_id']} "
+                f"({width} x {height})"
+            )
+    if outside:
+        logger.warning(
+            f"{json_file}: {len(outside)} boxes lie entirely outside their image; Detectron2 "
+            f"drops these instances: {_listed(outside)}."
+        )
+
+
 def validate_coco_json(json_file: str, image_root: Optional[str] = None) -> Dict:
     """Check that ``json_file`` is a usable COCO instances file; raise a clear error if not.
 
@@ -82,7 +102,8 @@ def validate_coco_json(json_file: str, image_root: Optional[str] = None) -> Dict
     image and category, has a finite "bbox" [x, y, w, h] with w > 0 and h > 0, no "ignore" flag
     (Detectron2 asserts on it) and a well-formed "segmentation" if any (polygons of numbers or
     RLE). Polygons with fewer than 3 points or an odd number of coordinates are logged: Detectron2
-    drops the instances that have no other polygon. When ``image_root`` is given, it must be a
+    drops the instances that have no other polygon; so are boxes entirely outside their image
+    (Detectron2 clips them to nothing and drops them). When ``image_root`` is given, it must be a
     folder holding every image (one ``stat`` per image: ~1 s for COCO train2017).
 
     Args:
@@ -189,6 +210,7 @@ def validate_coco_json(json_file: str, image_root: Optional[str] = None) -> Dict
             json_file, "'ignore' flags, which Detectron2 does not support (use 'iscrowd')", ignored
         )
     _check_segmentations(json_file, annotations)
+    _log_boxes_outside(json_file, annotations, images)
 
     if image_root is not None:
         if not os.path.isdir(image_root):

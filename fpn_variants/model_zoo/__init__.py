@@ -32,7 +32,15 @@ Example::
     model = model_zoo.get("faster_rcnn_R18_BiFPN")  # eval mode, verified weights
 """
 
-from .loading import CACHE_ENV, default_cache_dir, download_url, get, get_checkpoint, get_config
+from .loading import (
+    CACHE_ENV,
+    DownloadError,
+    default_cache_dir,
+    download_url,
+    get,
+    get_checkpoint,
+    get_config,
+)
 from .manifest import (
     MANIFEST_ENV,
     ChecksumError,
@@ -61,6 +69,7 @@ __all__ = [
     "MANIFEST_ENV",
     "META_KEY",
     "ChecksumError",
+    "DownloadError",
     "default_cache_dir",
     "default_manifest_path",
     "download_url",

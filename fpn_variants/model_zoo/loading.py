@@ -17,12 +17,24 @@ from ..config import add_fpn_variants_config
 from .manifest import NAME_RE, PathLike, check_sha256, lookup, read_verified, resolve, sha256sum
 from .weights import META_KEY, load_state, read_release_weights
 
-__all__ = ["CACHE_ENV", "default_cache_dir", "download_url", "get", "get_checkpoint", "get_config"]
+__all__ = [
+    "CACHE_ENV",
+    "DownloadError",
+    "default_cache_dir",
+    "download_url",
+    "get",
+    "get_checkpoint",
+    "get_config",
+]
 
 logger = logging.getLogger(__name__)
 
 # Environment variable that overrides the default download cache.
 CACHE_ENV = "FPN_VARIANTS_CACHE"
+
+
+class DownloadError(OSError):
+    """The weights of a model could not be downloaded from the URL in the manifest."""
 
 
 def default_cache_dir() -> str:
@@ -107,6 +119,8 @@ def get_checkpoint(
         KeyError: ``name`` is not in the manifest.
         ChecksumError (ValueError): the file does not match the manifest's sha256.
         FileNotFoundError: no local file and no URL.
+        DownloadError (OSError): the download failed (the message names the model, the URL,
+            the cause and where a copy fetched by other means goes).
     """
     entry, manifest_path = lookup(name, manifest)
     weights = entry["weights"]
@@ -134,7 +148,15 @@ def get_checkpoint(
     part = cached.with_name(f".{cached.name}.part-{uuid.uuid4().hex[:8]}")
     try:
         logger.info(f"Downloading {url} to {cached}")
-        download_url(url, str(part))
+        try:
+            download_url(url, str(part))
+        except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts; malformed URLs
+            raise DownloadError(
+                f"model {name!r}: downloading its weights from {url} (manifest {manifest_path}) "
+                f"failed: {getattr(e, 'reason', None) or e}. Check the network connection and "
+                f"the URL, then retry; or fetch the file by other means and save it as {cached} "
+                f"(sha256 {expected}, checked before use)"
+            ) from e
         actual = sha256sum(part)
         what = f"weights (downloaded from {url})"
         check_sha256(actual, expected, name=name, what=what, path=part, manifest=manifest_path)

@@ -121,7 +121,9 @@ def locate_manifest(manifest: Optional[PathLike]) -> Path:
 
 def load_manifest(manifest: Optional[PathLike] = None) -> Dict[str, Any]:
     """The manifest as a dict ``{"format": 1, "models": {name: entry}}``; an empty one when the
-    file does not exist. Raises ValueError (naming the file) when it is not a valid manifest."""
+    file does not exist. Raises ValueError (naming the file, and the entry and field) when it is
+    not a valid manifest: every entry needs ``config.packaged`` and the sha256 of its config and
+    weights, and ``weights.file`` and ``weights.url`` are paths or null."""
     path = locate_manifest(manifest)
     if not path.exists():
         return {"format": MANIFEST_FORMAT, "models": {}}
@@ -136,7 +138,46 @@ def load_manifest(manifest: Optional[PathLike] = None) -> Dict[str, Any]:
             f"model zoo manifest {path} has format {data['format']}, newer than the "
             f"{MANIFEST_FORMAT} this version of fpn_variants reads: update fpn_variants"
         )
+    for name, entry in data["models"].items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise ValueError(
+                f"model zoo manifest {path}: entry {name!r}: {problem}. Re-package the model "
+                "(tools/package_model.py --overwrite) or restore the manifest from git"
+            )
     return data
+
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_MISSING = object()
+
+
+def _entry_problem(entry: Any) -> Optional[str]:
+    """What is wrong with a manifest entry (the fields loading a model reads), or None."""
+    if not isinstance(entry, dict):
+        return f"it must be an object, not {type(entry).__name__}"
+    for part in ("config", "weights"):
+        if part not in entry:
+            return f"{part!r} is missing"
+        if not isinstance(entry[part], dict):
+            return f"{part!r} must be an object"
+    fields = {
+        "config.packaged": (entry["config"].get("packaged", _MISSING), "path"),
+        "config.sha256": (entry["config"].get("sha256", _MISSING), "sha256"),
+        "weights.sha256": (entry["weights"].get("sha256", _MISSING), "sha256"),
+        "weights.file": (entry["weights"].get("file"), "optional path"),
+        "weights.url": (entry["weights"].get("url"), "optional path"),
+    }
+    for key, (value, kind) in fields.items():
+        if value is _MISSING:
+            return f"{key!r} is missing"
+        if kind == "sha256" and not (isinstance(value, str) and _SHA256_RE.match(value)):
+            return f"{key!r}={value!r} is not a sha256 (64 lowercase hex digits)"
+        if kind == "path" and not (isinstance(value, str) and value):
+            return f"{key!r}={value!r} must be a non-empty path"
+        if kind == "optional path" and not (value is None or isinstance(value, str)):
+            return f"{key!r}={value!r} must be a string or null"
+    return None
 
 
 def write_manifest(path: Path, data: Dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 from .. import __version__
-from ..backbone import NECK_BUILDERS
+from ..backbone import ALL_BUILDERS
 from ..io import atomic_write_bytes, atomic_write_text
 from .configs import init_weights, packaged_config, read_training_config, source_config_path
 from .manifest import (
@@ -185,7 +185,7 @@ def package(
         **read_costs(output_dir, {"params": sum(p.numel() for p in model.parameters()), **given}),
     }
     builder = cfg.MODEL.BACKBONE.NAME
-    neck = NECK_BUILDERS.get(builder)
+    neck = ALL_BUILDERS.get(builder)
     meta = {
         "name": name,
         "neck": NECK_NAMES.get(builder, builder),

@@ -11,7 +11,15 @@ from torch import nn
 from ..layers.conv import ConvNormAct
 from ..layers.graph import FusionGraph
 
-__all__ = ["TOP_BLOCKS", "PyramidNeck", "build_bottom_up", "check_choice", "pooled_extra_levels"]
+__all__ = [
+    "TOP_BLOCKS",
+    "PyramidNeck",
+    "build_bottom_up",
+    "check_choice",
+    "check_table_is_read",
+    "check_type",
+    "pooled_extra_levels",
+]
 
 # MODEL.FPN.TOP_BLOCK -> number of extra levels above the last input.
 TOP_BLOCKS = {"maxpool": 1, "p6p7": 2, "": 0}
@@ -169,6 +177,34 @@ def check_choice(key: str, value, choices: Sequence) -> None:
         raise ValueError(f"{key}={value!r} is not one of {list(choices)}")
 
 
+# How a type is named in a message.
+_TYPE_NAMES = {bool: "True or False", int: "an integer", str: "a string", list: "a list"}
+
+
+def check_type(key: str, value, expected: type) -> None:
+    """Raise TypeError naming the config key, the bad value and the expected type (a bool is not
+    an integer here; a tuple is a list)."""
+    if expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is list:
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        name = _TYPE_NAMES.get(expected, expected.__name__)
+        raise TypeError(f"{key}={value!r} must be {name}, not {type(value).__name__}")
+
+
+def check_table_is_read(table_key: str, table, switch_key: str, switch: str) -> None:
+    """Raise ValueError when a custom table is given while the topology key ``switch_key`` is not
+    "custom" (the table would be ignored)."""
+    if switch != "custom" and len(table) > 0:
+        raise ValueError(
+            f"{table_key} is only read with {switch_key}='custom', but {switch_key}={switch!r}: "
+            f"remove {table_key} or set {switch_key} to 'custom'"
+        )
+
+
 def pooled_extra_levels(cfg, neck: str) -> int:
     """Number of extra levels of a neck that makes them by pooling (BiFPN, NAS-FPN), from
     ``MODEL.FPN.TOP_BLOCK``; ``MODEL.FPN.TOP_BLOCK_IN`` must stay at its default or name the last
@@ -186,7 +222,7 @@ def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
     """Build the bottom-up network named by ``MODEL.BACKBONE.BOTTOM_UP`` from BACKBONE_REGISTRY."""
     from detectron2.modeling import BACKBONE_REGISTRY
 
-    from ..backbone import NECK_BUILDERS
+    from ..backbone import ALL_BUILDERS
 
     name = cfg.MODEL.BACKBONE.BOTTOM_UP
     if name not in BACKBONE_REGISTRY:
@@ -194,7 +230,7 @@ def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} is not registered in BACKBONE_REGISTRY; "
             f"registered: {sorted(k for k, _ in BACKBONE_REGISTRY)}"
         )
-    if name in NECK_BUILDERS:
+    if name in ALL_BUILDERS:
         raise ValueError(
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} is a neck; name a bottom-up network such as "
             "'build_resnet_backbone'"

@@ -10,8 +10,15 @@ from ..layers.conv import build_conv
 from ..layers.fusion import build_fusion
 from ..layers.graph import FusionGraph, NodeSpec
 from ..layers.resample import PoolingEdges
-from .base import PyramidNeck, build_bottom_up, check_choice, pooled_extra_levels
-from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes
+from .base import (
+    PyramidNeck,
+    build_bottom_up,
+    check_choice,
+    check_table_is_read,
+    check_type,
+    pooled_extra_levels,
+)
+from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes, parse_bifpn_rows
 
 __all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
 
@@ -60,7 +67,9 @@ class BiFPN(PyramidNeck):
             num_extra_levels (int): levels made above the last input (2: P6, P7).
             num_repeats (int): number of BiFPN layers, each with its own weights.
             topology (str): "bifpn", "pan" or "custom" (then ``nodes`` gives the layer as
-                (level, input ids) rows, see :func:`fpn_variants.necks.specs.custom_nodes`).
+                (level, input ids) rows, see :func:`fpn_variants.necks.specs.custom_nodes`; a
+                level no row writes passes through, projected to ``out_channels`` by a 1x1 conv
+                + norm in the first layer). ``nodes`` is an error with another topology.
             fusion (str): "fast_normalized", "softmax" or "sum".
             separable_conv (bool): depthwise-separable (True) or regular 3x3 post convs.
             norm (str): norm of the projections and post convs ("BN" in the paper; "" none).
@@ -73,6 +82,14 @@ class BiFPN(PyramidNeck):
         super().__init__(bottom_up, in_features, out_channels)
         check_choice("MODEL.BIFPN.TOPOLOGY", topology, [*BIFPN_TOPOLOGIES, "custom"])
         check_choice("MODEL.BIFPN.FUSION", fusion, ("fast_normalized", "softmax", "sum"))
+        check_type("MODEL.BIFPN.NUM_REPEATS", num_repeats, int)
+        for key, value in (
+            ("SEPARABLE_CONV", separable_conv),
+            ("PRE_ACTIVATION", pre_activation),
+            ("REDUNDANT_BIAS", redundant_bias),
+        ):
+            check_type(f"MODEL.BIFPN.{key}", value, bool)
+        check_table_is_read("MODEL.BIFPN.NODES", nodes, "MODEL.BIFPN.TOPOLOGY", topology)
         if num_repeats < 1:
             raise ValueError(f"MODEL.BIFPN.NUM_REPEATS={num_repeats} must be at least 1")
         if num_extra_levels < 0:
@@ -80,7 +97,7 @@ class BiFPN(PyramidNeck):
         min_level = self.input_levels[0]
         max_level = self.input_levels[-1] + num_extra_levels
         if topology == "custom":
-            table, passthrough = custom_nodes(nodes, min_level, max_level, fusion)
+            table, passthrough = custom_nodes(parse_bifpn_rows(nodes), min_level, max_level, fusion)
         else:
             table, passthrough = BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
         bias = True if redundant_bias else None
@@ -123,7 +140,15 @@ class BiFPN(PyramidNeck):
         extra = extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels)
         stem = graph(self.input_levels, self.input_channels, extra, range(n))
         levels = list(range(min_level, max_level + 1))
-        cells = [graph(levels, stem.output_channels, table, passthrough)] + [
+        # A level no node of a custom table writes passes its input through; in the first layer
+        # that is a bottom-up feature, projected to out_channels as on any edge.
+        projected = [i for i in passthrough if stem.output_channels[i] != out_channels]
+        projections = [
+            NodeSpec(level=levels[i], inputs=(i,), fusion=fusion, is_output=True, post=False)
+            for i in projected
+        ]
+        first = [i for i in passthrough if i not in projected]
+        cells = [graph(levels, stem.output_channels, table + projections, first)] + [
             graph(levels, [out_channels] * len(levels), table, passthrough)
             for _ in range(num_repeats - 1)
         ]
@@ -139,7 +164,7 @@ class BiFPN(PyramidNeck):
             "num_extra_levels": pooled_extra_levels(cfg, "BiFPN"),
             "num_repeats": bifpn.NUM_REPEATS,
             "topology": bifpn.TOPOLOGY,
-            "nodes": [(level, tuple(inputs)) for level, inputs in bifpn.NODES],
+            "nodes": bifpn.NODES,
             "fusion": bifpn.FUSION,
             "separable_conv": bifpn.SEPARABLE_CONV,
             "norm": cfg.MODEL.FPN.NORM,

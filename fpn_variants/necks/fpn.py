@@ -126,7 +126,7 @@ class FPN(PyramidNeck):
         check_choice("MODEL.FPN.UPSAMPLE", upsample, UPSAMPLE_MODES)
         check_choice("MODEL.FPN.TOP_BLOCK", top_block, TOP_BLOCKS)
         num_inputs, min_level = len(self.in_features), self.input_levels[0]
-        nodes = fpn_nodes(num_inputs, min_level, fuse_type)
+        nodes = self._node_table(num_inputs, min_level, fuse_type)
         num_fpn_nodes = len(nodes)
         if bottom_up_path is not None:
             nodes = bottom_up_path.node_table(num_inputs, min_level, fuse_type)
@@ -158,6 +158,11 @@ class FPN(PyramidNeck):
         self._set_graphs([cell], size_divisibility=2 ** self.input_levels[-1])
         self._checkpoint_aliases = self._detectron2_aliases(len(nodes), top_block)
 
+    def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:
+        """The nodes over the inputs (subclasses: other layouts with the same edges and 3x3
+        output convs)."""
+        return fpn_nodes(num_inputs, min_level, fuse_type)
+
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
         return {
@@ -173,17 +178,25 @@ class FPN(PyramidNeck):
 
     def _top_block(self, nodes: List[NodeSpec], kind: str, source_name: str) -> List[NodeSpec]:
         """Top-block nodes, reading the last input or the last output at the top input level."""
+        if not TOP_BLOCKS[kind]:
+            return []
         top = self.input_levels[-1]
         first_id = len(self.in_features) + len(nodes)
-        last_output = max(
-            len(self.in_features) + k for k, n in enumerate(nodes) if n.is_output and n.level == top
-        )
-        source = last_output
-        if kind == "p6p7":
-            sources = {self.in_features[-1]: len(self.in_features) - 1, f"p{top}": last_output}
-            source_name = source_name or self.in_features[-1]
-            check_choice("MODEL.FPN.TOP_BLOCK_IN", source_name, list(sources))
-            source = sources[source_name]
+        sources = {self.in_features[-1]: len(self.in_features) - 1}
+        outputs = [len(self.in_features) + k for k, n in enumerate(nodes) if n.is_output]
+        outputs = [i for i in outputs if nodes[i - len(self.in_features)].level == top]
+        if outputs:
+            sources[f"p{top}"] = outputs[-1]
+        if kind == "maxpool":
+            source_name = f"p{top}"
+            if not outputs:
+                raise ValueError(
+                    f"MODEL.FPN.TOP_BLOCK='maxpool' subsamples the output at level {top}, which "
+                    "this neck does not produce: set MODEL.FPN.TOP_BLOCK to ''"
+                )
+        source_name = source_name or self.in_features[-1]
+        check_choice("MODEL.FPN.TOP_BLOCK_IN", source_name, list(sources))
+        source = sources[source_name]
         return extra_level_nodes(source, top, first_id, TOP_BLOCKS[kind])
 
     def _detectron2_aliases(self, num_nodes: int, top_block: str) -> Dict[str, str]:

@@ -12,8 +12,15 @@ from ..layers.conv import build_conv
 from ..layers.fusion import build_fusion
 from ..layers.graph import FusionGraph, NodeSpec
 from ..layers.resample import PoolingEdges
-from .base import PyramidNeck, build_bottom_up, check_choice, pooled_extra_levels
-from .specs import NASFPN_CELL, extra_level_nodes, nasfpn_nodes
+from .base import (
+    PyramidNeck,
+    build_bottom_up,
+    check_choice,
+    check_table_is_read,
+    check_type,
+    pooled_extra_levels,
+)
+from .specs import NASFPN_CELL, extra_level_nodes, nasfpn_nodes, parse_nasfpn_rows
 
 __all__ = ["NASFPN", "NASFPN_CELLS"]
 
@@ -71,7 +78,9 @@ class NASFPN(PyramidNeck):
             num_repeats (int): number of stacked cells, each with its own weights.
             cell (str): a name of :data:`NASFPN_CELLS` (shifted to the neck's lowest level), or
                 "custom" for ``blocks``: (level, "sum" | "global_attention", (a, b), is_output)
-                rows with absolute levels; ids 0..n-1 are the cell inputs, block k gets n + k.
+                rows with absolute levels; ids 0..n-1 are the cell inputs, block k gets n + k;
+                one output block per level (:func:`~fpn_variants.necks.specs.parse_nasfpn_rows`).
+                ``blocks`` is an error with a named cell.
             reference (str): "tf" (authors' code) or "mmdet" (mmdetection's NASFPN).
             separable_conv (bool): depthwise-separable 3x3 convs in the merge cells.
             norm (str): norm of the projections and merge convs ("BN" in the paper).
@@ -80,22 +89,26 @@ class NASFPN(PyramidNeck):
         super().__init__(bottom_up, in_features, out_channels)
         check_choice("MODEL.NASFPN.CELL", cell, [*NASFPN_CELLS, "custom"])
         check_choice("MODEL.NASFPN.REFERENCE", reference, list(_REFERENCES))
+        check_type("MODEL.NASFPN.NUM_REPEATS", num_repeats, int)
+        check_type("MODEL.NASFPN.SEPARABLE_CONV", separable_conv, bool)
+        check_table_is_read("MODEL.NASFPN.BLOCKS", blocks, "MODEL.NASFPN.CELL", cell)
         if num_repeats < 1:
             raise ValueError(f"MODEL.NASFPN.NUM_REPEATS={num_repeats} must be at least 1")
         ref = _REFERENCES[reference]
         eps, momentum = ref["bn"]
         min_level = self.input_levels[0]
         levels = list(range(min_level, self.input_levels[-1] + num_extra_levels + 1))
-        if cell != "custom":
+        if cell == "custom":
+            blocks = parse_nasfpn_rows(blocks)
+        else:
             if len(levels) != 5:
                 raise ValueError(
                     f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
                     f"{len(levels)}: levels {levels}; change MODEL.FPN.IN_FEATURES or "
-                    "MODEL.FPN.TOP_BLOCK, or write MODEL.NASFPN.BLOCKS"
+                    "MODEL.FPN.TOP_BLOCK, or write a cell for them (MODEL.NASFPN.CELL 'custom' "
+                    "and MODEL.NASFPN.BLOCKS)"
                 )
             blocks = [(lvl - 3 + min_level, op, ab, out) for lvl, op, ab, out in NASFPN_CELLS[cell]]
-        for k, (_, op, _, _) in enumerate(blocks):
-            check_choice(f"MODEL.NASFPN.BLOCKS[{k}] fusion", op, ("sum", "global_attention"))
         table = nasfpn_nodes(blocks, levels)
 
         def make_fusion(index: int, node: NodeSpec, src_levels: List[int]) -> nn.Module:
@@ -107,7 +120,7 @@ class NASFPN(PyramidNeck):
             else:
                 first_is_gate = src_levels[0] <= src_levels[1]
             gate = 0 if first_is_gate else 1
-            return build_fusion(node.fusion, 2, gate_index=gate, pool=ref["pool"])
+            return build_fusion(node.fusion, len(node.inputs), gate_index=gate, pool=ref["pool"])
 
         def make_post(index: int, node: NodeSpec) -> nn.Module:
             return build_conv(
@@ -172,7 +185,7 @@ class NASFPN(PyramidNeck):
             "num_extra_levels": pooled_extra_levels(cfg, "NAS-FPN"),
             "num_repeats": nasfpn.NUM_REPEATS,
             "cell": nasfpn.CELL,
-            "blocks": [(lvl, op, tuple(ab), bool(out)) for lvl, op, ab, out in nasfpn.BLOCKS],
+            "blocks": nasfpn.BLOCKS,
             "reference": nasfpn.REFERENCE,
             "separable_conv": nasfpn.SEPARABLE_CONV,
             "norm": cfg.MODEL.FPN.NORM,

@@ -5,21 +5,35 @@ in table order. Every function here returns plain :class:`NodeSpec` lists; the n
 edge, a fusion and a post block become modules.
 """
 
+from collections import Counter
 from dataclasses import replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from ..layers.graph import NodeSpec
 
 __all__ = [
+    "BIFPN_ROW",
     "NASFPN_CELL",
+    "NASFPN_ROW",
     "bifpn_nodes",
+    "bottom_up_pyramid_nodes",
     "custom_nodes",
     "extra_level_nodes",
+    "finest_level_nodes",
     "fpn_nodes",
     "nasfpn_nodes",
     "pan_nodes",
     "panet_nodes",
+    "parse_bifpn_rows",
+    "parse_nasfpn_rows",
+    "top_down_nodes_without_laterals",
 ]
+
+# What a row of a custom table looks like, quoted by the errors about one.
+BIFPN_ROW = "[level, [input ids]], e.g. [4, [1, 2]]"
+NASFPN_ROW = (
+    "[level, 'sum' or 'global_attention', [id a, id b], is_output], e.g. [4, 'sum', [1, 5], True]"
+)
 
 # The NAS-FPN cell found by the architecture search (Ghiasi et al. 2019, figure 7f), as published
 # in TF Model Garden `official/vision/modeling/decoders/nasfpn.py` (NASFPN_BLOCK_SPECS):
@@ -135,21 +149,118 @@ def _two_way_nodes(
     return nodes
 
 
+def parse_bifpn_rows(rows: Any) -> List[Tuple[int, Tuple[int, ...]]]:
+    """Check the form of ``MODEL.BIFPN.NODES`` (rows ``[level, [input ids]]``) and return them as
+    tuples. Raises ValueError naming the row and what a valid row looks like."""
+    switch = "MODEL.BIFPN.TOPOLOGY='custom'"
+    return _checked_rows(rows, "MODEL.BIFPN.NODES", switch, BIFPN_ROW, [_LEVEL, _INPUTS])
+
+
+def parse_nasfpn_rows(rows: Any) -> List[Tuple[int, str, Tuple[int, ...], bool]]:
+    """Check the form of ``MODEL.NASFPN.BLOCKS`` (rows ``[level, fusion, [input ids],
+    is_output]``) and return them as tuples. A "global_attention" merges exactly 2 inputs, a
+    "sum" one or more. Raises ValueError naming the row and what a valid row looks like."""
+    key, switch = "MODEL.NASFPN.BLOCKS", "MODEL.NASFPN.CELL='custom'"
+    fusion = (
+        lambda v: v in ("sum", "global_attention"),
+        "the fusion must be 'sum' or 'global_attention'",
+    )
+    is_output = (lambda v: isinstance(v, bool), "is_output must be True or False")
+    blocks = _checked_rows(rows, key, switch, NASFPN_ROW, [_LEVEL, fusion, _INPUTS, is_output])
+    for k, (_, op, inputs, _) in enumerate(blocks):
+        if op == "global_attention" and len(inputs) != 2:
+            reason = "'global_attention' merges exactly 2 inputs"
+            raise _row_error(key, k, rows[k], reason, NASFPN_ROW)
+    return blocks
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_id_list(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(_is_int(v) and v >= 0 for v in value)
+    )
+
+
+# Checks of the items of a row: (test, what a failing item should be).
+_LEVEL = (_is_int, "the level must be an integer")
+_INPUTS = (_is_id_list, "the input ids must be a non-empty list of integers >= 0")
+
+
+def _checked_rows(
+    rows: Any, key: str, switch: str, form: str, checks: Sequence[Tuple[Callable, str]]
+) -> List[tuple]:
+    """The rows of the custom table ``key`` (read under ``switch``) as tuples, after checking that
+    it is a non-empty list of lists, each with one item per check, and that every item passes."""
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise ValueError(
+            f"{switch} needs {key}, a non-empty list of rows, not {rows!r}. A row is {form}"
+        )
+    parsed = []
+    for k, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != len(checks):
+            raise _row_error(key, k, row, f"it must be a list of {len(checks)} items", form)
+        for item, (test, reason) in zip(row, checks):
+            if not test(item):
+                raise _row_error(key, k, row, reason, form)
+        parsed.append(tuple(tuple(v) if isinstance(v, list) else v for v in row))
+    return parsed
+
+
+def _row_error(key: str, index: int, row: Any, reason: str, form: str) -> ValueError:
+    return ValueError(
+        f"{key}[{index}]={_plain(row)!r} is not a valid row: {reason}. A row is {form}"
+    )
+
+
+def _plain(row: Any) -> Any:
+    """A row as written in YAML (lists, not tuples), for messages."""
+    if isinstance(row, (list, tuple)):
+        return [_plain(v) for v in row]
+    return row
+
+
+def _check_sources(key: str, k: int, row: Any, sources: Sequence[int], levels: Sequence[int]):
+    """Raise ValueError if row ``k`` of a table over ``levels`` (its inputs) reads a feature that
+    does not exist before it."""
+    n = len(levels)
+    for source in sources:
+        if not 0 <= source < n + k:
+            raise ValueError(
+                f"{key}[{k}]={_plain(row)!r} reads feature {source}, but only ids 0..{n + k - 1} "
+                f"exist before it (0..{n - 1}: the inputs P{levels[0]}..P{levels[-1]}, row j: "
+                f"{n} + j)"
+            )
+
+
+def _check_level(key: str, k: int, row: Any, level: int, levels: Sequence[int]) -> None:
+    if level not in levels:
+        raise ValueError(
+            f"{key}[{k}]={_plain(row)!r} has level {level}, outside the neck's levels "
+            f"{levels[0]}..{levels[-1]}"
+        )
+
+
 def custom_nodes(
     table: Sequence[Tuple[int, Sequence[int]]], min_level: int, max_level: int, fusion: str
 ) -> Tuple[List[NodeSpec], List[int]]:
-    """A node table from (level, inputs) rows over inputs P_min..P_max (ids 0..n-1).
+    """A node table from (level, inputs) rows (``MODEL.BIFPN.NODES``, see
+    :func:`parse_bifpn_rows`) over inputs P_min..P_max (ids 0..n-1).
 
     The latest feature of each level is the output at that level. Returns the nodes and the
-    input ids that pass through unchanged (levels no node writes to).
+    input ids that pass through unchanged (levels no node writes to). Raises ValueError for a
+    row at a level outside min..max or reading a feature that does not exist before it.
     """
-    num_inputs = max_level - min_level + 1
-    latest = {min_level + i: i for i in range(num_inputs)}
-    for k, (level, _) in enumerate(table):
-        if level not in latest:
-            raise ValueError(
-                f"node {k} has level {level}, outside the neck's levels {min_level}..{max_level}"
-            )
+    levels = list(range(min_level, max_level + 1))
+    num_inputs = len(levels)
+    latest = {level: i for i, level in enumerate(levels)}
+    for k, (level, inputs) in enumerate(table):
+        _check_level("MODEL.BIFPN.NODES", k, (level, inputs), level, levels)
+        _check_sources("MODEL.BIFPN.NODES", k, (level, inputs), inputs, levels)
         latest[level] = num_inputs + k
     outputs = set(latest.values())
     nodes = [
@@ -171,17 +282,19 @@ def nasfpn_nodes(
 
     Applies the authors' rule (TF Model Garden ``_build_feature_pyramid``): an output block also
     adds every earlier feature of its level that no block has consumed yet, as a residual.
+    Raises ValueError (naming ``MODEL.NASFPN.BLOCKS``) for a block at a level outside
+    ``input_levels`` or reading a feature that does not exist before it, and unless the output
+    blocks are one per level (they are the next cell's inputs).
     """
+    key = "MODEL.NASFPN.BLOCKS"
     levels = list(input_levels)
     consumed = [False] * len(levels)
     nodes = []
-    for level, fusion, inputs, is_output in blocks:
+    for k, (level, fusion, inputs, is_output) in enumerate(blocks):
+        row = (level, fusion, inputs, is_output)
+        _check_level(key, k, row, level, input_levels)
+        _check_sources(key, k, row, inputs, input_levels)
         for source in inputs:
-            if not 0 <= source < len(levels):
-                raise ValueError(
-                    f"NAS-FPN block {len(nodes)} reads feature {source}, but only ids "
-                    f"0..{len(levels) - 1} exist at that point"
-                )
             consumed[source] = True
         residuals = []
         if is_output:
@@ -199,4 +312,43 @@ def nasfpn_nodes(
         )
         levels.append(level)
         consumed.append(False)
+    outputs = Counter(node.level for node in nodes if node.is_output)
+    missing = [lvl for lvl in input_levels if outputs[lvl] == 0]
+    several = [lvl for lvl in input_levels if outputs[lvl] > 1]
+    if missing or several:
+        raise ValueError(
+            f"{key}: a cell needs one output block (is_output True) per level "
+            f"{input_levels[0]}..{input_levels[-1]}; levels without one: {missing}, levels with "
+            f"several: {several}"
+        )
     return nodes
+
+
+# The FPN paper's ablations (Lin et al. 2017, Table 3), laid out over the same inputs as
+# :func:`fpn_nodes`; the FPN's edge policy gives each input read at its own level a 1x1 lateral.
+def bottom_up_pyramid_nodes(num_inputs: int, min_level: int) -> List[NodeSpec]:
+    """Table 3(d), "bottom-up pyramid": each level is its own bottom-up feature through a 1x1
+    lateral and the 3x3 output conv, without the top-down path."""
+    return [NodeSpec(level=min_level + i, inputs=(i,), is_output=True) for i in range(num_inputs)]
+
+
+def top_down_nodes_without_laterals(num_inputs: int, min_level: int) -> List[NodeSpec]:
+    """Table 3(e), "top-down pyramid, w/o lateral": the coarsest input through its 1x1 conv, then
+    upsampled level by level with nothing merged in; a 3x3 output conv at every level."""
+    max_level = min_level + num_inputs - 1
+    nodes = [NodeSpec(level=max_level, inputs=(num_inputs - 1,), post=False)]
+    for level in range(max_level - 1, min_level - 1, -1):
+        nodes.append(NodeSpec(level=level, inputs=(num_inputs + len(nodes) - 1,), post=False))
+    top_down = {max_level - k: num_inputs + k for k in range(num_inputs)}
+    nodes += [
+        NodeSpec(level=level, inputs=(top_down[level],), is_output=True)
+        for level in range(min_level, max_level + 1)
+    ]
+    return nodes
+
+
+def finest_level_nodes(num_inputs: int, min_level: int, fusion: str = "sum") -> List[NodeSpec]:
+    """Table 3(f), "only finest level": the FPN's top-down path with its laterals, and only the
+    output of the finest level (P2 over C2-C5)."""
+    nodes = fpn_nodes(num_inputs, min_level, fusion)
+    return nodes[: len(nodes) - num_inputs + 1]
