@@ -148,14 +148,8 @@ def _all_reduce_until_rank1_stops(args, signum: int, pid_file: str):
             os.kill(os.getpid(), signum)
 
 
-def _machine_args(rank: int, port: int, timeout: float):
-    return base_argument_parser().parse_args(
-        ["--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank)]
-        + ["--dist-url", f"tcp://127.0.0.1:{port}", "--dist-timeout", str(timeout)]
-    )
-
-
 def _launch_machine(rank: int, port: int, timeout: float, signum: int, pid_file: str):
+    """Machine ``rank`` of two, one process each, on localhost."""
     work = functools.partial(_all_reduce_until_rank1_stops, signum=signum, pid_file=pid_file)
     args = base_argument_parser().parse_args(
         ["--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank)]
