@@ -230,8 +230,9 @@ def train_in_fresh_process(args: Sequence[str], threads: int) -> Dict:
     returncode = subprocess.run(cmd, env=env).returncode
     if returncode != 0:
         raise RuntimeError(
-            f"training run failed (exit code {returncode}): {shlex.join(cmd)}; see "
-            f"{os.path.join(output_dir, 'log.txt')}. Rerun the comparison to resume it."
+            f"training run failed (exit code {returncode}): {shlex.join(cmd)}; its error is "
+            f"printed above (and in {os.path.join(output_dir, 'log.txt')} once the run started). "
+            "Rerun the comparison to resume it."
         )
     metrics_file = os.path.join(output_dir, "metrics.json")
     return {

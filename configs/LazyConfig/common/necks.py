@@ -10,12 +10,21 @@ from detectron2.config import LazyCall as L
 from fpn_variants import NASFPN, BiFPN, PANet
 from fpn_variants.necks.base import TOP_BLOCKS
 
-__all__ = ["bifpn", "nasfpn", "panet"]
+__all__ = ["bifpn", "fpn_family", "nasfpn", "panet"]
+
+
+def fpn_family(neck_cls, fpn, top_block=None):
+    """A neck taking FPN's arguments (PANet, the FPN paper's baselines of
+    ``fpn_variants.necks.ablations``) over the bottom-up network of the LazyCall ``fpn``, with
+    its top block unless ``top_block`` is given."""
+    return L(neck_cls)(
+        **_geometry(fpn), top_block=fpn.top_block if top_block is None else top_block
+    )
 
 
 def panet(fpn):
     """PANet over the bottom-up network of the LazyCall ``fpn``, with its top block."""
-    return L(PANet)(**_geometry(fpn), top_block=fpn.top_block)
+    return fpn_family(PANet, fpn)
 
 
 def bifpn(fpn, norm: str = "BN"):

@@ -100,3 +100,18 @@ model = L(GeneralizedRCNN)(
     pixel_std=[1.0, 1.0, 1.0],
     input_format="BGR",
 )
+
+
+def on_one_level(model, level: int, pre_nms_topk: int) -> None:
+    """Put the RPN's anchors of every size and the box head's RoIs on the one level ``level``
+    (the FPN paper's single-scale and finest-level baselines), in place; ``pre_nms_topk``
+    candidates per image, in training and test."""
+    rpn = model.proposal_generator
+    rpn.in_features = [f"p{level}"]
+    rpn.anchor_generator.sizes = [[s for sizes in rpn.anchor_generator.sizes for s in sizes]]
+    ratios = rpn.anchor_generator.aspect_ratios[0]
+    rpn.head.num_anchors = len(rpn.anchor_generator.sizes[0]) * len(ratios)
+    rpn.anchor_generator.strides = [2**level]
+    rpn.pre_nms_topk = [pre_nms_topk, pre_nms_topk]
+    model.roi_heads.box_in_features = [f"p{level}"]
+    model.roi_heads.box_pooler.scales = [1.0 / 2**level]

@@ -1,0 +1,10 @@
+"""Faster R-CNN, ResNet-18, FPN paper ablation: the bottom-up pyramid (Table 3 (d)); the LazyConfig
+twin of configs/Synthetic/faster_rcnn_R18_BottomUp.yaml."""
+
+from fpn_variants.necks import BottomUpPyramid
+
+from ..common.necks import fpn_family
+from .faster_rcnn_R18_FPN import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
+
+model.backbone = fpn_family(BottomUpPyramid, model.backbone)
+train.output_dir = "output/lazyconfig/synthetic/faster_rcnn_R18_BottomUp"
