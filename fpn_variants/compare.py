@@ -49,6 +49,7 @@ __all__ = [
     "PAPER_NECKS",
     "cell_config",
     "compare",
+    "late_gain",
     "measure_costs",
     "paired_difference",
     "summarize",
@@ -77,6 +78,8 @@ DETECTORS = {"faster_rcnn": "Faster R-CNN", "retinanet": "RetinaNet", "mask_rcnn
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Metrics whose difference to FPN the table shows, with its confidence interval.
 DIFFERENCE_METRICS = ("AP", "APs")
+# Part of the schedule over which the AP gained is reported (plateau criterion).
+LATE_FRACTION = 0.2
 # Cost columns also given as ratios to the FPN cell of the same detector.
 RATIO_COLUMNS = ("neck_params", "gflops", "neck_latency_ms", "latency_ms", "train_peak_mb")
 BASELINE = "fpn"
@@ -235,22 +238,29 @@ def train_in_fresh_process(args: Sequence[str], threads: int) -> Dict:
             "Rerun the comparison to resume it."
         )
     metrics_file = os.path.join(output_dir, "metrics.json")
+    history = _history(metrics_file, ("train_time_s", "bbox/AP"))
     return {
         "metrics": read_training_metrics(metrics_file),
-        "train_time_s": _last_value(metrics_file, "train_time_s"),
+        "train_time_s": history["train_time_s"][-1][1] if history["train_time_s"] else None,
+        # box AP of every evaluation: [metrics.json "iteration", AP]
+        "ap_history": history["bbox/AP"],
     }
 
 
-def _last_value(metrics_file: str, key: str) -> Optional[float]:
-    """The last value of ``key`` in a Detectron2 metrics.json (one JSON object per line)."""
-    value = None
+def _history(metrics_file: str, keys: Sequence[str]) -> Dict[str, List[List[float]]]:
+    """{key: [[iteration, value], ...]} of ``keys`` in a Detectron2 metrics.json (one JSON
+    object per line; a line cut by an interrupted run is skipped)."""
+    found = {key: [] for key in keys}
     with open(metrics_file, encoding="utf-8") as f:
         for line in f:
             try:
-                value = json.loads(line).get(key, value)
-            except (json.JSONDecodeError, AttributeError):
+                record = json.loads(line)
+            except json.JSONDecodeError:
                 continue
-    return value
+            for key in keys:
+                if isinstance(record, dict) and record.get(key) is not None:
+                    found[key].append([record.get("iteration"), record[key]])
+    return found
 
 
 def compare(
@@ -311,6 +321,11 @@ def compare(
             logger.info(f"cell {index}/{len(cells)} {name}, seed {seed}: training in a new process")
             run = train_in_fresh_process(args, threads)
             images = cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH
+            # iterations done at each evaluation: a periodic one is logged at the index of its
+            # last iteration, the final one at MAX_ITER
+            run["ap_history"] = [
+                [min(it + 1, cfg.SOLVER.MAX_ITER), ap] for it, ap in run["ap_history"]
+            ]
             run.update(
                 iterations=cfg.SOLVER.MAX_ITER,
                 train_images_per_s=images / run["train_time_s"] if run["train_time_s"] else None,
@@ -344,6 +359,18 @@ def paired_difference(values: Dict[str, float], baseline: Dict[str, float]) -> D
     return result
 
 
+def late_gain(run: Dict, fraction: float = LATE_FRACTION) -> Optional[float]:
+    """Box AP a run gained over the last ``fraction`` of its schedule: its final AP minus the AP
+    of its evaluation after (1 - fraction) of the iterations (TEST.EVAL_PERIOD set to that);
+    None without that evaluation. The plateau criterion of a converged schedule."""
+    history = {int(it): ap for it, ap in run.get("ap_history", [])}
+    iterations = run.get("iterations")
+    mark = round((1 - fraction) * (iterations or 0))
+    if mark not in history or iterations not in history:
+        return None
+    return history[iterations] - history[mark]
+
+
 def _metric_by_seed(record: Dict, task: str, metric: str) -> Dict[str, float]:
     """{seed: value} of one metric over the finished runs of a cell (NaN/None left out)."""
     values = {}
@@ -368,6 +395,10 @@ def summarize(records: List[Dict]) -> List[Dict]:
         row["seeds"] = sorted(runs, key=int)
         speeds = [r["train_images_per_s"] for r in runs.values() if r.get("train_images_per_s")]
         row["train_images_per_s_run"] = float(np.mean(speeds)) if speeds else None
+        gains = [late_gain(run) for run in runs.values()]
+        if gains and all(g is not None for g in gains):
+            row["AP_late_gain"] = float(np.mean(gains))
+            row["AP_late_gain_std"] = float(np.std(gains, ddof=1)) if len(gains) > 1 else None
         tasks = {task for run in runs.values() for task in run["metrics"]}
         for task in sorted(tasks):
             prefix = "" if task == "bbox" else "mask_"
@@ -476,20 +507,22 @@ def render_table(rows: List[Dict]) -> str:
         first = sub[0]
         seeds = sorted({s for r in sub for s in r["seeds"]}, key=int)
         masks = any(r.get("mask_AP") is not None for r in sub)
+        late = any(r.get("AP_late_gain") is not None for r in sub)
         lines += [
             f"### {DETECTORS[detector]}",
             "",
             f"Input {first['input_size']}, {first['threads']} CPU threads; {len(seeds)} seed(s) "
             f"per neck ({', '.join(seeds) or 'none'}), each run trained in its own process; "
             "AP = mean ± standard deviation over seeds; Δ = difference to FPN paired by seed, "
-            "with its 95% confidence interval (n.s.: the interval contains 0). FLOPs by fvcore "
-            "(1 multiply-add = 1 flop); neck share = neck FLOPs / bottom-up FLOPs; latency = "
-            "median of interleaved runs, batch 1; (x) = ratio to FPN.",
+            "with its 95% confidence interval (n.s.: the interval contains 0)"
+            + ("; AP gain, last 20% = final AP - AP after 80% of the iterations" if late else "")
+            + ". FLOPs by fvcore (1 multiply-add = 1 flop); neck share = neck FLOPs / bottom-up "
+            "FLOPs; latency = median of interleaved runs, batch 1; (x) = ratio to FPN.",
             "",
             "| neck | neck params (M) | GFLOPs | neck share | neck latency (ms) | latency (ms) "
             "| train peak mem (MB) | train img/s | AP | ΔAP | AP50 | AP75 | AP_S | ΔAP_S | AP_M "
-            "| AP_L |" + (" mask AP |" if masks else ""),
-            "|---" * 16 + "|" + ("---|" if masks else ""),
+            "| AP_L |" + (" mask AP |" if masks else "") + (" AP gain, last 20% |" if late else ""),
+            "|---" * (16 + masks + late) + "|",
         ]
         for r in sub:
             share = (
@@ -517,6 +550,8 @@ def render_table(rows: List[Dict]) -> str:
             ]
             if masks:
                 cells.append(_mean_std(r, "mask_AP"))
+            if late:
+                cells.append(_mean_std(r, "AP_late_gain"))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from fpn_variants import compare as compare_module
-from fpn_variants.compare import compare, paired_difference, render_table, summarize
+from fpn_variants.compare import (
+    compare,
+    late_gain,
+    paired_difference,
+    render_table,
+    summarize,
+)
 from fpn_variants.data import SyntheticSpec, generate_synthetic_dataset
 from fpn_variants.model_zoo.metrics import read_training_metrics
 
@@ -211,6 +217,12 @@ def test_table_marks_differences_that_are_not_significant():
     assert "41.0 ± 1.0 | (baseline)" in fpn
     # differences 0, 2, -1: mean +0.3, interval +-4.303 * 1.53 / sqrt(3)
     assert "41.3 ± 1.5 | +0.3 [-3.5, +4.1] n.s." in panet and "| 5.0% |" in panet
+
+
+def test_ap_gained_over_the_last_fifth_of_the_schedule():
+    run = {"iterations": 500, "ap_history": [[100, 10.0], [400, 30.0], [500, 30.5]]}
+    assert late_gain(run) == pytest.approx(0.5)
+    assert late_gain({"iterations": 500, "ap_history": [[500, 30.5]]}) is None  # no eval at 400
 
 
 def test_unknown_neck_or_detector_is_refused(tmp_path):
