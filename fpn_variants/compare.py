@@ -22,7 +22,6 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, build_detection_test_loader
-from detectron2.engine import HookBase
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.env import seed_all_rng
@@ -159,27 +158,6 @@ def _resident_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-class TrainingTime(HookBase):
-    """Seconds spent in training steps, kept in the checkpoints (trainer state), so that a run
-    resumed after an interruption reports the time of all its iterations, each counted once."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        self._step_start = 0.0
-
-    def before_step(self):
-        self._step_start = time.perf_counter()
-
-    def after_step(self):
-        self.seconds += time.perf_counter() - self._step_start
-
-    def state_dict(self) -> Dict:
-        return {"seconds": self.seconds}
-
-    def load_state_dict(self, state: Dict) -> None:
-        self.seconds = state["seconds"]
-
-
 def train_and_evaluate(cfg: CfgNode) -> Dict:
     """Train (resuming from the cell's last checkpoint if any), then COCO-evaluate."""
     seed_all_rng(cfg.SEED)
@@ -187,8 +165,6 @@ def train_and_evaluate(cfg: CfgNode) -> Dict:
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     trainer = Trainer(cfg)
-    timer = TrainingTime()
-    trainer.register_hooks([timer])
     trainer.resume_or_load(resume=True)
     results = trainer.train()
     # DefaultTrainer.test returns {task: {metric: value}} for one test dataset.
@@ -196,7 +172,14 @@ def train_and_evaluate(cfg: CfgNode) -> Dict:
         task: {k: values.get(k, float("nan")) for k in COCO_METRICS}
         for task, values in (results or {}).items()
     }
-    return {"metrics": metrics, "train_time_s": timer.seconds, "iterations": cfg.SOLVER.MAX_ITER}
+    # Training iterations alone, as tools/train_net.py logs them (engine.TrainingSpeed).
+    speed = trainer.training_speed.summary()
+    return {
+        "metrics": metrics,
+        "train_time_s": speed["train_time_s"],
+        "train_images_per_s": speed["images_per_s"],
+        "iterations": cfg.SOLVER.MAX_ITER,
+    }
 
 
 def compare(
@@ -232,8 +215,7 @@ def compare(
             if train:
                 logger.info(f"cell {cell_name(detector, neck)}: training")
                 record.update(train_and_evaluate(cfg))
-                steps = record["iterations"] * cfg.SOLVER.IMS_PER_BATCH
-                record["costs"]["train_images_per_s_run"] = steps / record["train_time_s"]
+                record["costs"]["train_images_per_s_run"] = record.pop("train_images_per_s")
             atomic_write_text(path, json.dumps(record, indent=2))
         else:
             logger.info(f"cell {cell_name(detector, neck)}: done earlier, kept")
@@ -306,7 +288,9 @@ def render_table(rows: List[Dict]) -> str:
             "",
             f"Input {first['input_size']}, {first['threads']} CPU threads; FLOPs by fvcore "
             "(1 multiply-add = 1 flop); latency = median of interleaved runs, batch 1; "
-            "(x) = ratio to FPN.",
+            "(x) = ratio to FPN; train img/s = the training iterations alone (data loading, "
+            "forward, backward, optimizer step; after the first 3; no start-up, evaluation, "
+            "PreciseBN or checkpoint writes), as tools/train_net.py logs them.",
             "",
             "| neck | neck params (M) | GFLOPs | neck latency (ms) | latency (ms) | train peak "
             "mem (MB) | train img/s | AP | AP50 | AP75 | AP_S | AP_M | AP_L |"
@@ -322,7 +306,7 @@ def render_table(rows: List[Dict]) -> str:
                 _ratio(r, "neck_latency_ms", r["neck_latency_ms"], 0),
                 _ratio(r, "latency_ms", r["latency_ms"], 0),
                 _ratio(r, "train_peak_mb", r["train_peak_mb"], 0),
-                # the whole training run's throughput when it ran, else that of 3 steps
+                # the training run's iterations when it ran, else 3 steps on one batch
                 _fmt(r.get("train_images_per_s_run", r.get("train_images_per_s")), 1),
             ] + [_fmt(r.get(k)) for k in COCO_METRICS]
             if "mask_AP" in first:

@@ -16,9 +16,12 @@ What differs from Detectron2's own ``tools/train_net.py``:
   one.
 * The config is loaded without running YAML python tags and checked by
   :func:`fpn_variants.config.check_config` before anything is built.
+* :class:`TrainingSpeed` times the training iterations alone and logs it at the end; a resumed
+  run's numbers cover all its iterations.
 """
 
 import argparse
+import datetime
 import logging
 import os
 import random
@@ -60,6 +63,7 @@ __all__ = [
     "Checkpointer",
     "SeedEachIteration",
     "Trainer",
+    "TrainingSpeed",
     "argument_parser",
     "register_datasets_from_args",
     "setup",
@@ -92,6 +96,79 @@ class SeedEachIteration(HookBase):
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
+
+
+class TrainingSpeed(HookBase):
+    """Time of the training iterations alone: data loading, forward, backward and optimizer
+    step, from this hook's ``before_step`` (the first hook) to its ``after_step`` (the first to
+    run after the step), as Detectron2's ``IterationTimer`` measures for its "Overall training
+    speed" line. Start-up, checkpoint writes, evaluation, PreciseBN and the metric writers fall
+    outside. The rate leaves out the first ``warmup`` iterations (Detectron2 does too).
+
+    Kept in checkpoints: a resumed run reports every iteration it ran once.
+    """
+
+    def __init__(self, images_per_iteration: int, warmup: int = 3):
+        self.images_per_iteration = images_per_iteration
+        self.warmup = warmup
+        self.seconds = 0.0  # all iterations
+        self.iterations = 0
+        self.rate_seconds = 0.0  # iterations after the warm-up
+        self.rate_iterations = 0
+        self._start = 0.0
+
+    def before_step(self):
+        self._start = time.perf_counter()
+
+    def after_step(self):
+        seconds = time.perf_counter() - self._start
+        self.seconds += seconds
+        self.iterations += 1
+        if self.trainer.iter >= self.warmup:
+            self.rate_seconds += seconds
+            self.rate_iterations += 1
+
+    def seconds_per_iteration(self) -> float:
+        """Mean time of an iteration after the warm-up (of all when there was none after)."""
+        if self.rate_iterations:
+            return self.rate_seconds / self.rate_iterations
+        return self.seconds / max(self.iterations, 1)
+
+    def summary(self) -> Dict[str, float]:
+        """{"train_time_s": seconds of all iterations, "iterations", "seconds_per_iteration",
+        "images_per_s"} (the last two after the warm-up)."""
+        per_iteration = self.seconds_per_iteration()
+        return {
+            "train_time_s": self.seconds,
+            "iterations": self.iterations,
+            "seconds_per_iteration": per_iteration,
+            "images_per_s": self.images_per_iteration / per_iteration if per_iteration else 0.0,
+        }
+
+    def after_train(self):
+        if self.iterations:
+            s = self.summary()
+            logger.info(
+                f"Training iterations: {self.iterations} in {self.seconds:.1f} s "
+                f"({datetime.timedelta(seconds=round(self.seconds))}); "
+                f"{s['seconds_per_iteration']:.4f} s / it, {s['images_per_s']:.2f} images / s "
+                f"after the first {self.warmup}; start-up, checkpoints, evaluation and PreciseBN "
+                "excluded"
+            )
+
+    def state_dict(self) -> Dict[str, float]:
+        return {
+            "seconds": self.seconds,
+            "iterations": self.iterations,
+            "rate_seconds": self.rate_seconds,
+            "rate_iterations": self.rate_iterations,
+        }
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        self.seconds = state["seconds"]
+        self.iterations = state["iterations"]
+        self.rate_seconds = state["rate_seconds"]
+        self.rate_iterations = state["rate_iterations"]
 
 
 class Trainer(DefaultTrainer):
@@ -133,7 +210,9 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self) -> List[HookBase]:
-        return [SeedEachIteration(), *super().build_hooks()]
+        # TrainingSpeed first: it times the steps and nothing else (see its docstring).
+        self.training_speed = TrainingSpeed(self.cfg.SOLVER.IMS_PER_BATCH)
+        return [self.training_speed, SeedEachIteration(), *super().build_hooks()]
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
