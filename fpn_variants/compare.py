@@ -238,10 +238,14 @@ def train_in_fresh_process(args: Sequence[str], threads: int) -> Dict:
             "Rerun the comparison to resume it."
         )
     metrics_file = os.path.join(output_dir, "metrics.json")
-    history = _history(metrics_file, ("train_time_s", "bbox/AP"))
+    history = _history(metrics_file, ("train_time_s", "train_images_per_s", "bbox/AP"))
     return {
         "metrics": read_training_metrics(metrics_file),
+        # the training iterations alone, as engine.TrainingSpeed logs them
         "train_time_s": history["train_time_s"][-1][1] if history["train_time_s"] else None,
+        "train_images_per_s": (
+            history["train_images_per_s"][-1][1] if history["train_images_per_s"] else None
+        ),
         # box AP of every evaluation: [metrics.json "iteration", AP]
         "ap_history": history["bbox/AP"],
     }
@@ -320,7 +324,6 @@ def compare(
             args = train_command(record["config"], output_dir, seed, opts, datasets)
             logger.info(f"cell {index}/{len(cells)} {name}, seed {seed}: training in a new process")
             run = train_in_fresh_process(args, threads)
-            images = cfg.SOLVER.MAX_ITER * cfg.SOLVER.IMS_PER_BATCH
             # iterations done at each evaluation: a periodic one is logged at the index of its
             # last iteration, the final one at MAX_ITER
             run["ap_history"] = [
@@ -328,7 +331,6 @@ def compare(
             ]
             run.update(
                 iterations=cfg.SOLVER.MAX_ITER,
-                train_images_per_s=images / run["train_time_s"] if run["train_time_s"] else None,
                 command=shlex.join(["python", "tools/train_net.py", *args]),
             )
             record["runs"][str(seed)] = run
@@ -517,7 +519,10 @@ def render_table(rows: List[Dict]) -> str:
             "with its 95% confidence interval (n.s.: the interval contains 0)"
             + ("; AP gain, last 20% = final AP - AP after 80% of the iterations" if late else "")
             + ". FLOPs by fvcore (1 multiply-add = 1 flop); neck share = neck FLOPs / bottom-up "
-            "FLOPs; latency = median of interleaved runs, batch 1; (x) = ratio to FPN.",
+            "FLOPs; latency = median of interleaved runs, batch 1; (x) = ratio to FPN; train "
+            "img/s = the training iterations alone (data loading, forward, backward, optimizer "
+            "step; after the first 3; no start-up, evaluation, PreciseBN or checkpoint writes), "
+            "as tools/train_net.py logs them.",
             "",
             "| neck | neck params (M) | GFLOPs | neck share | neck latency (ms) | latency (ms) "
             "| train peak mem (MB) | train img/s | AP | ΔAP | AP50 | AP75 | AP_S | ΔAP_S | AP_M "

@@ -27,6 +27,9 @@ What differs from Detectron2's own ``tools/train_net.py``:
 * Several processes (:func:`launch`): collectives time out after ``--dist-timeout`` seconds, and
   when a process dies the launcher stops the others and raises :class:`WorkerFailedError`
   saying which one failed and how to resume.
+* :class:`TrainingSpeed` times the training iterations alone, logs it at the end and puts
+  ``train_time_s`` and ``train_images_per_s`` in metrics.json; a resumed run's numbers
+  cover all its iterations.
 """
 
 import argparse
@@ -84,7 +87,7 @@ __all__ = [
     "SeedEachIteration",
     "SPLITS",
     "Trainer",
-    "TrainingTime",
+    "TrainingSpeed",
     "WorkerFailedError",
     "apply_dataset_names",
     "argument_parser",
@@ -161,31 +164,80 @@ class SeedEachIteration(HookBase):
         random.seed(seed)
 
 
-class TrainingTime(HookBase):
-    """Seconds spent in training iterations: the step and the ``before_step`` of the hooks after
-    this one, not the checkpoints, PreciseBN or evaluations that run after a step (they are later
-    hooks' ``after_step``). Kept in the checkpoints (trainer state), so a resumed run counts each
-    iteration once, and put in the event storage as ``train_time_s`` at the end of training
-    (metrics.json)."""
+class TrainingSpeed(HookBase):
+    """Time of the training iterations alone: data loading, forward, backward and optimizer
+    step, from this hook's ``before_step`` (the first hook) to its ``after_step`` (the first to
+    run after the step), as Detectron2's ``IterationTimer`` measures for its "Overall training
+    speed" line. Start-up, checkpoint writes, evaluation, PreciseBN and the metric writers fall
+    outside. The rate leaves out the first ``warmup`` iterations (Detectron2 does too).
 
-    def __init__(self):
-        self.seconds = 0.0
-        self._step_start = 0.0
+    Kept in checkpoints: a resumed run reports every iteration it ran once.
+    """
+
+    def __init__(self, images_per_iteration: int, warmup: int = 3):
+        self.images_per_iteration = images_per_iteration
+        self.warmup = warmup
+        self.seconds = 0.0  # all iterations
+        self.iterations = 0
+        self.rate_seconds = 0.0  # iterations after the warm-up
+        self.rate_iterations = 0
+        self._start = 0.0
 
     def before_step(self):
-        self._step_start = time.perf_counter()
+        self._start = time.perf_counter()
 
     def after_step(self):
-        self.seconds += time.perf_counter() - self._step_start
+        seconds = time.perf_counter() - self._start
+        self.seconds += seconds
+        self.iterations += 1
+        if self.trainer.iter >= self.warmup:
+            self.rate_seconds += seconds
+            self.rate_iterations += 1
+
+    def seconds_per_iteration(self) -> float:
+        """Mean time of an iteration after the warm-up (of all when there was none after)."""
+        if self.rate_iterations:
+            return self.rate_seconds / self.rate_iterations
+        return self.seconds / max(self.iterations, 1)
+
+    def summary(self) -> Dict[str, float]:
+        """{"train_time_s": seconds of all iterations, "iterations", "seconds_per_iteration",
+        "images_per_s"} (the last two after the warm-up)."""
+        per_iteration = self.seconds_per_iteration()
+        return {
+            "train_time_s": self.seconds,
+            "iterations": self.iterations,
+            "seconds_per_iteration": per_iteration,
+            "images_per_s": self.images_per_iteration / per_iteration if per_iteration else 0.0,
+        }
 
     def after_train(self):
-        self.trainer.storage.put_scalar("train_time_s", self.seconds, smoothing_hint=False)
+        if self.iterations:
+            s = self.summary()
+            storage = self.trainer.storage
+            storage.put_scalar("train_time_s", s["train_time_s"], smoothing_hint=False)
+            storage.put_scalar("train_images_per_s", s["images_per_s"], smoothing_hint=False)
+            logger.info(
+                f"Training iterations: {self.iterations} in {self.seconds:.1f} s "
+                f"({datetime.timedelta(seconds=round(self.seconds))}); "
+                f"{s['seconds_per_iteration']:.4f} s / it, {s['images_per_s']:.2f} images / s "
+                f"after the first {self.warmup}; start-up, checkpoints, evaluation and PreciseBN "
+                "excluded"
+            )
 
-    def state_dict(self) -> Dict:
-        return {"seconds": self.seconds}
+    def state_dict(self) -> Dict[str, float]:
+        return {
+            "seconds": self.seconds,
+            "iterations": self.iterations,
+            "rate_seconds": self.rate_seconds,
+            "rate_iterations": self.rate_iterations,
+        }
 
-    def load_state_dict(self, state: Dict) -> None:
+    def load_state_dict(self, state: Dict[str, float]) -> None:
         self.seconds = state["seconds"]
+        self.iterations = state["iterations"]
+        self.rate_seconds = state["rate_seconds"]
+        self.rate_iterations = state["rate_iterations"]
 
 
 class Trainer(DefaultTrainer):
@@ -229,7 +281,9 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self) -> List[HookBase]:
-        return [SeedEachIteration(), TrainingTime(), *super().build_hooks()]
+        # TrainingSpeed first: it times the steps and nothing else (see its docstring).
+        self.training_speed = TrainingSpeed(self.cfg.SOLVER.IMS_PER_BATCH)
+        return [self.training_speed, SeedEachIteration(), *super().build_hooks()]
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):

@@ -1,12 +1,15 @@
 """Training / evaluation entry point on the built-in data (tiny: 128 px, a few dozen images)."""
 
+import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
 import torch
 from detectron2.config import CfgNode
+from detectron2.engine import HookBase
 
 import fpn_variants  # noqa: F401  registers the built-in datasets
 from fpn_variants.engine import RUN_LOCK, Trainer, argument_parser, main, setup
@@ -97,6 +100,7 @@ def test_resume_restores_model_optimizer_scheduler_and_iteration(trained):
         assert torch.equal(saved[k]["momentum_buffer"], loaded[k]["momentum_buffer"])
     trainer.train()
     assert trainer.iter == ITERS + 4  # == MAX_ITER once finished
+    assert trainer.training_speed.iterations == ITERS + 4  # the first run's, kept in checkpoints
     assert [i for _, i in trainer.storage.history("total_loss").values()] == list(
         range(ITERS, ITERS + 4)
     )
@@ -114,6 +118,36 @@ def test_a_refused_resume_leaves_the_run_folder_as_it_was(trained, tmp_path):
     started = ("log.txt", RUN_LOCK)  # what a run writes before it can know it is refused
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name not in started}
     assert after == before
+
+class _SlowHook(HookBase):
+    """Stands for the work of hooks after a step (checkpoints, evaluation, PreciseBN)."""
+
+    def after_step(self):
+        time.sleep(0.3)
+
+
+def test_training_speed_times_the_iterations_alone(tiny_builtin_data, tmp_path):
+    """The train time and rate that the comparison and the model zoo report leave out start-up
+    and hooks, and tools/train_net.py's log carries them."""
+    from fpn_variants.model_zoo import read_training_time
+
+    _, cfg = _cfg(tmp_path, "SOLVER.MAX_ITER", "5", "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.register_hooks([_SlowHook()])
+    trainer.resume_or_load(resume=False)
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    speed = trainer.training_speed.summary()
+    assert speed["iterations"] == 5 and 0 < speed["train_time_s"] < wall - 5 * 0.3
+    assert speed["images_per_s"] == pytest.approx(2 / speed["seconds_per_iteration"])
+    logged = read_training_time(tmp_path / "log.txt")
+    assert logged == pytest.approx(speed["train_time_s"], abs=0.06)
+    # what the comparison reads back from metrics.json
+    with open(tmp_path / "metrics.json", encoding="utf-8") as f:
+        final = [json.loads(line) for line in f if "train_time_s" in line]
+    assert final[-1]["train_time_s"] == pytest.approx(speed["train_time_s"])
+    assert final[-1]["train_images_per_s"] == pytest.approx(speed["images_per_s"])
 
 
 def test_dataset_by_path_sets_datasets_and_num_classes(tiny_builtin_data, tmp_path):

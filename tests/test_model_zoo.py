@@ -80,7 +80,10 @@ def train_dir(tmp_path_factory):
     text = "".join(json.dumps(line) + "\n" for line in lines) + '{"iteration": 3, "tot'
     (out / "metrics.json").write_text(text)  # last line cut, as by an interrupted run
     (out / "log.txt").write_text(
-        "[11/25 13:39:41] d2.engine.hooks INFO: Total training time: 0:01:05 (0:00:00 on hooks)\n"
+        "[11/25 13:39:41] fpn_variants.engine INFO: Training iterations: 3 in 65.0 s (0:01:05); "
+        "21.6667 s / it, 0.18 images / s after the first 3; start-up, checkpoints, evaluation "
+        "and PreciseBN excluded\n"
+        "[11/25 13:39:41] d2.engine.hooks INFO: Total training time: 0:02:05 (0:01:00 on hooks)\n"
     )
     return out, state, sum(p.numel() for p in model.parameters())
 
@@ -345,9 +348,19 @@ def test_metrics_readers(tmp_path):
     with pytest.raises(ValueError, match="no COCO metrics"):
         mz.read_metrics_file(given)
 
+    # The training iterations alone: ours, else Detectron2's rate (s / it after 3 warm-up
+    # iterations) times the iterations; never the total with evaluation and other hooks.
     train_log = tmp_path / "log.txt"
-    train_log.write_text("Total training time: 1:00:00 (x)\nTotal training time: 1 day, 2:03:04\n")
-    assert mz.read_training_time(train_log) == 86400 + 2 * 3600 + 3 * 60 + 4
+    d2_lines = (
+        "Overall training speed: 7 iterations in 0:00:05 (0.5000 s / it)\n"
+        "Total training time: 0:01:00 (0:00:55 on hooks)\n"
+    )
+    train_log.write_text(d2_lines)
+    assert mz.read_training_time(train_log) == 0.5 * (7 + 3)
+    train_log.write_text("Training iterations: 9 in 12.5 s (0:00:12); ...\n" + d2_lines)
+    assert mz.read_training_time(train_log) == 12.5
+    train_log.write_text("Total training time: 1:00:00 (0:59:00 on hooks)\n")
+    assert mz.read_training_time(train_log) is None
     assert mz.parse_duration("0:01:30") == 90.0 and mz.parse_duration("12.5") == 12.5
     assert math.isclose(mz.parse_duration("1 day, 0:00:01"), 86401.0)
 

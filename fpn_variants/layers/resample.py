@@ -33,11 +33,16 @@ def fit_to_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
 
     Every spatial op here returns at least the target size (k-times upsampling of a map rounded
     up by a stride-k downsampling, SAME pooling, stride-2 3x3 convs with padding 1), so this is a
-    crop, and slicing to the full size is free. The crop has no branch on the sizes, so a trace
-    of it holds at every input size; the resize covers bottom-up networks that round down.
+    crop. When traced, the crop has no branch on the sizes, so the trace holds at every input
+    size; otherwise a map of the right size is returned as is (a crop to the full size would
+    cost a zero-filled copy in the backward). The resize covers bottom-up networks that round
+    down.
     """
-    if not torch.jit.is_tracing() and (x.shape[-2] < size[0] or x.shape[-1] < size[1]):
-        return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
+    if not torch.jit.is_tracing():
+        if x.shape[-2] == size[0] and x.shape[-1] == size[1]:
+            return x
+        if x.shape[-2] < size[0] or x.shape[-1] < size[1]:
+            return F.interpolate(x, size=(size[0], size[1]), mode="nearest")
     return x[:, :, : size[0], : size[1]]
 
 
@@ -110,9 +115,10 @@ class MaxPoolSame(nn.Module):
         if self.kernel_size == 1:
             return fit_to_size(x[:, :, :: self.stride, :: self.stride], size)
         pad_h, pad_w = self._total_padding(x.shape[-2]), self._total_padding(x.shape[-1])
-        pads = [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
-        x = F.max_pool2d(F.pad(x, pads, value=float("-inf")), self.kernel_size, self.stride)
-        return fit_to_size(x, size)
+        if torch.jit.is_tracing() or pad_h > 0 or pad_w > 0:  # (no padding: no copy)
+            pads = [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
+            x = F.pad(x, pads, value=float("-inf"))
+        return fit_to_size(F.max_pool2d(x, self.kernel_size, self.stride), size)
 
 
 class Resample(nn.Module):

@@ -36,7 +36,13 @@ _EVAL_KEY_RE = re.compile(
 )
 # Durations as Detectron2 prints them (str of a datetime.timedelta): "[D day(s), ]H:MM:SS".
 _DURATION_RE = re.compile(r"(?:(\d+) days?, )?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)")
-_TRAIN_TIME_RE = re.compile(r"Total training time: ((?:\d+ days?, )?\d+:\d{2}:\d{2})")
+# Time of the training iterations alone: fpn_variants.engine.TrainingSpeed's line, else
+# Detectron2's IterationTimer line (seconds per iteration after its 3 warm-up iterations).
+_TRAIN_TIME_RE = re.compile(r"Training iterations: \d+ in (\d+(?:\.\d*)?) s")
+_D2_SPEED_RE = re.compile(
+    r"Overall training speed: (\d+) iterations in .*? \((\d+(?:\.\d*)?) s / it\)"
+)
+_D2_WARMUP = 3
 
 # {dataset or None: {task: {metric: value}}}
 _Found = Dict[Optional[str], Dict[str, Dict[str, Any]]]
@@ -158,9 +164,19 @@ def parse_duration(text: str) -> float:
 
 
 def read_training_time(log_file: PathLike) -> Optional[float]:
-    """Seconds of the last "Total training time: H:MM:SS" line of a Detectron2 ``log.txt``."""
-    matches = _TRAIN_TIME_RE.findall(Path(log_file).read_text(encoding="utf-8", errors="replace"))
-    return parse_duration(matches[-1]) if matches else None
+    """Seconds of the training iterations alone (no start-up, checkpoints, evaluation or
+    PreciseBN) of a training ``log.txt``: its last "Training iterations: N in T s" line
+    (:class:`fpn_variants.engine.TrainingSpeed`), else Detectron2's last "Overall training
+    speed: N iterations in ... (S s / it)" line, as S x (N + its 3 warm-up iterations)."""
+    text = Path(log_file).read_text(encoding="utf-8", errors="replace")
+    matches = _TRAIN_TIME_RE.findall(text)
+    if matches:
+        return float(matches[-1])
+    speeds = _D2_SPEED_RE.findall(text)
+    if speeds:
+        iterations, per_iteration = speeds[-1]
+        return float(per_iteration) * (int(iterations) + _D2_WARMUP)
+    return None
 
 
 def read_costs(output_dir: Path, given: Optional[Mapping[str, Any]]) -> Dict[str, Any]:

@@ -30,7 +30,9 @@ _HOW_TO_READ = """\
   inference, on the hardware below) are the numbers given to `tools/package_model.py`
   (`--gflops`, `--latency-ms`, or the training folder's `cost.json`); `tools/build_zoo.py`
   measures them in its comparison run, on one test-size image, all models in the same run.
-- **Train time**: wall-clock time of the training run (Detectron2's "Total training time").
+- **Train time**: time of the training iterations alone (data loading, forward, backward,
+  optimizer step), as `tools/train_net.py` logs it ("Training iterations: N in T s"); start-up,
+  checkpoint writes, evaluation and PreciseBN are not in it.
 - **Box AP**, **AP50**, **AP75**, **AP_S**, **AP_M**, **AP_L**: COCO box metrics (%) of the
   last evaluation on the test set in "Common settings"; **Mask AP**: COCO mask AP (Mask R-CNN).
 - AP depends on the schedule in "Common settings": after a short schedule from scratch it ranks
