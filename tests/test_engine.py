@@ -119,6 +119,7 @@ def test_a_refused_resume_leaves_the_run_folder_as_it_was(trained, tmp_path):
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name not in started}
     assert after == before
 
+
 class _SlowHook(HookBase):
     """Stands for the work of hooks after a step (checkpoints, evaluation, PreciseBN)."""
 
