@@ -22,8 +22,10 @@ import resource
 import shlex
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -278,21 +280,25 @@ def compare(
     seeds: Optional[Sequence[int]] = None,
     datasets: Optional[Dict[str, Sequence[Sequence[str]]]] = None,
     threads: Optional[int] = None,
+    jobs: int = 1,
 ) -> List[Dict]:
-    """Measure every cell's costs and train every missing run, then write the reports.
+    """Measure every cell's costs, then train every missing run, then write the reports.
 
     Args:
         seeds: the seeds of each cell; default: the config's SEED (one run per cell).
         datasets: COCO-format data by path, as ``tools/train_net.py --dataset-train/-test``
             ({"train"/"test": [(name, json, image root)]}); default: the configs' datasets.
-        threads: intra-op threads of each run (default: this process's).
+        threads: intra-op threads of each run and of the cost measurements (default: this
+            process's divided by ``jobs``).
+        jobs: runs trained at the same time, each in its own process. The costs are measured
+            before any training starts, one cell at a time.
 
     Returns:
         list[dict]: one record per cell: detector, neck, config, costs and {seed: run}.
     """
     setup_logger(out, name="fpn_variants")
     setup_logger(out, name="detectron2")
-    threads = threads or torch.get_num_threads()
+    threads = threads or max(1, torch.get_num_threads() // jobs)
     for entries in (datasets or {}).values():
         for name, json_file, image_root in entries:
             register_coco_instances_from_path(name, json_file, image_root)
@@ -302,49 +308,102 @@ def compare(
     for name in cfg0.DATASETS.TRAIN + cfg0.DATASETS.TEST:
         DatasetCatalog.get(name)
     seeds = list(seeds) if seeds else [cfg0.SEED]
-    records = []
+    records, missing = [], []
     for index, (detector, neck) in enumerate(cells, 1):
         name = cell_name(detector, neck)
         path = os.path.join(out, "cells", name + ".json")
         cfg = cell_config(detector, neck, config_dir, out, opts, datasets)
-        record = _read_cell(path) or {
+        record = _read_cell(path, opts, datasets) or {
             "detector": detector,
             "neck": neck,
             "config": os.path.join(config_dir, f"{detector}_R18_{NECKS[neck][1]}.yaml"),
+            "opts": list(opts),
+            "datasets": _given_data(datasets),
             "runs": {},
         }
         if "costs" not in record:
             logger.info(f"cell {index}/{len(cells)} {name}: measuring costs")
             record["costs"] = measure_costs(cfg, repeats)
             atomic_write_text(path, json.dumps(record, indent=2))
-        for seed in seeds if train else ():
-            if str(seed) in record["runs"]:
-                continue
-            output_dir = run_dir(out, detector, neck, seed)
-            args = train_command(record["config"], output_dir, seed, opts, datasets)
-            logger.info(f"cell {index}/{len(cells)} {name}, seed {seed}: training in a new process")
-            run = train_in_fresh_process(args, threads)
-            # iterations done at each evaluation: a periodic one is logged at the index of its
-            # last iteration, the final one at MAX_ITER
-            run["ap_history"] = [
-                [min(it + 1, cfg.SOLVER.MAX_ITER), ap] for it, ap in run["ap_history"]
-            ]
-            run.update(
-                iterations=cfg.SOLVER.MAX_ITER,
-                command=shlex.join(["python", "tools/train_net.py", *args]),
-            )
-            record["runs"][str(seed)] = run
-            atomic_write_text(path, json.dumps(record, indent=2))
         records.append(record)
+        runs = [seed for seed in seeds if str(seed) not in record["runs"]] if train else []
+        missing += [(record, path, cfg.SOLVER.MAX_ITER, seed) for seed in runs]
+    _train_missing_runs(missing, out, opts, datasets, threads, jobs)
     write_reports(records, out)
     return records
 
 
-def _read_cell(path: str) -> Optional[Dict]:
+def _train_missing_runs(
+    missing: List[Tuple[Dict, str, int, int]],
+    out: str,
+    opts: Sequence[str],
+    datasets: Optional[Dict[str, Sequence[Sequence[str]]]],
+    threads: int,
+    jobs: int,
+) -> None:
+    """Train each (cell record, cell file, MAX_ITER, seed) run in a fresh process, ``jobs`` at a
+    time, and save each finished run in its cell file at once."""
+    saving = threading.Lock()
+
+    def train(number: int, item: Tuple[Dict, str, int, int]) -> None:
+        record, path, max_iter, seed = item
+        output_dir = run_dir(out, record["detector"], record["neck"], seed)
+        args = train_command(record["config"], output_dir, seed, opts, datasets)
+        name = cell_name(record["detector"], record["neck"])
+        logger.info(f"run {number}/{len(missing)}: {name}, seed {seed}, in a new process")
+        run = train_in_fresh_process(args, threads)
+        # iterations done at each evaluation: a periodic one is logged at the index of its last
+        # iteration, the final one at MAX_ITER
+        run["ap_history"] = [[min(it + 1, max_iter), ap] for it, ap in run["ap_history"]]
+        run.update(
+            iterations=max_iter,
+            command=f"OMP_NUM_THREADS={threads} "
+            + shlex.join(["python", "tools/train_net.py", *args]),
+        )
+        with saving:
+            record["runs"][str(seed)] = run
+            atomic_write_text(path, json.dumps(record, indent=2))
+
+    if jobs == 1:
+        for number, item in enumerate(missing, 1):
+            train(number, item)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(train, number, item) for number, item in enumerate(missing, 1)]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:  # a failed run or Ctrl-C: the runs under way end, no other starts
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _given_data(datasets: Optional[Dict[str, Sequence[Sequence[str]]]]) -> Dict:
+    """``datasets`` as saved in a cell file: {split: [[name, json, image root], ...]}."""
+    return {
+        split: [list(e) for e in entries] for split, entries in (datasets or {}).items() if entries
+    }
+
+
+def _read_cell(
+    path: str, opts: Sequence[str], datasets: Optional[Dict[str, Sequence[Sequence[str]]]]
+) -> Optional[Dict]:
+    """The cell saved at ``path`` by an earlier comparison, if any; an error if that comparison
+    had other config overrides or data (its runs would be mixed with this one's)."""
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    ours = {"opts": list(opts), "datasets": _given_data(datasets)}
+    theirs = {key: record.get(key, ours[key]) for key in ours}  # cells saved before these keys
+    if theirs != ours:
+        raise ValueError(
+            f"{path} holds the runs of a comparison with config overrides {theirs['opts']} and "
+            f"data {theirs['datasets'] or 'of the configs'}, not {ours['opts']} and "
+            f"{ours['datasets'] or 'of the configs'}: give this comparison another --out, or "
+            "the same overrides and data to resume that one."
+        )
+    return record
 
 
 def paired_difference(values: Dict[str, float], baseline: Dict[str, float]) -> Dict:

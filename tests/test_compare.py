@@ -48,7 +48,7 @@ def tiny_data(tmp_path_factory):
     }
 
 
-def _run(out, data, necks=NECKS, seeds=SEEDS):
+def _run(out, data, necks=NECKS, seeds=SEEDS, jobs=1):
     return compare(
         ["faster_rcnn"],
         necks,
@@ -58,13 +58,15 @@ def _run(out, data, necks=NECKS, seeds=SEEDS):
         repeats=2,
         seeds=seeds,
         datasets=data,
+        threads=1,  # the runs of every test agree bit for bit, however many at once
+        jobs=jobs,
     )
 
 
 @pytest.fixture(scope="module")
 def compared(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    return out, _run(out, tiny_data)
+    return out, _run(out, tiny_data, jobs=2)  # two runs at a time
 
 
 def _weights(path):
@@ -76,14 +78,15 @@ def test_each_run_is_train_net_bit_for_bit(compared, tiny_data, tmp_path):
     fpn = records[0]
     assert sorted(fpn["runs"], key=int) == ["3", "4"]
     run = fpn["runs"]["4"]
-    assert run["command"].startswith("python tools/train_net.py --config-file")
+    assert run["command"].startswith("OMP_NUM_THREADS=1 python tools/train_net.py --config-file")
 
     # the same run by tools/train_net.py itself, in another folder
     args = compare_module.train_command(
         fpn["config"], str(tmp_path / "train_net"), 4, TINY_OPTS, tiny_data
     )
     tool = os.path.join(os.path.dirname(__file__), "..", "tools", "train_net.py")
-    subprocess.run([sys.executable, tool, *args], check=True, capture_output=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, tool, *args], check=True, capture_output=True, env=env)
     ours = _weights(out / "runs" / "faster_rcnn_fpn" / "seed4" / "model_final.pth")
     theirs = _weights(tmp_path / "train_net" / "model_final.pth")
     assert ours.keys() == theirs.keys()
@@ -164,13 +167,26 @@ def test_interrupted_comparison_resumes_and_reruns_identically(
     assert [a[a.index("SEED") + 1] for a in retrained] == ["4"]
     assert records[0]["runs"]["3"] == first["runs"]["3"]  # read back, not redone
 
-    # a rerun in another folder gives the numbers and weights of the first comparison
+    # a rerun in another folder, one run at a time, gives the numbers and weights of the first
+    # comparison (two at a time)
     original = compared[1][0]["runs"]
     for seed in ("3", "4"):
         assert records[0]["runs"][seed]["metrics"] == original[seed]["metrics"]
     ours = _weights(tmp_path / "runs" / "faster_rcnn_fpn" / "seed4" / "model_final.pth")
     theirs = _weights(compared[0] / "runs" / "faster_rcnn_fpn" / "seed4" / "model_final.pth")
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_folder_of_another_schedule_is_refused_untouched(compared, tiny_data):
+    """Runs of other config overrides are not mixed into a comparison (e.g. the model zoo's
+    schedule into the demo's folder); the saved cells stay as they were."""
+    out = compared[0]
+    before = {p: p.read_bytes() for p in (out / "cells").iterdir()}
+    longer = [*TINY_OPTS, "SOLVER.MAX_ITER", "6"]
+    with pytest.raises(ValueError, match="give this comparison another --out"):
+        compare(["faster_rcnn"], NECKS, str(out), config_dir=CONFIG_DIR, opts=longer, seeds=SEEDS,
+                datasets=tiny_data, threads=1)  # fmt: skip
+    assert {p: p.read_bytes() for p in (out / "cells").iterdir()} == before
 
 
 def test_paired_difference_and_its_confidence_interval():

@@ -32,8 +32,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--config-dir", default="configs/Synthetic")
     parser.add_argument(
         "--out",
-        default="output/compare",
-        help="training runs and cost records; the default is `make demo`'s, whose cells are reused",
+        default="output/zoo_runs",
+        help="training runs and cost records (the configs' own schedule: not the demo's)",
     )
     parser.add_argument("--manifest", default=None, help="default: model_zoo/manifest.json")
     parser.add_argument("--releases-dir", default=model_zoo.DEFAULT_RELEASES_DIR)

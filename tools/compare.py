@@ -3,8 +3,10 @@
 
 Examples::
 
-    # the demo: Faster R-CNN with the four necks on the built-in synthetic data (CPU), 2 seeds
-    python tools/compare.py --detectors faster_rcnn --necks fpn panet bifpn nasfpn --seeds 1 2
+    # Faster R-CNN with the four necks on the built-in synthetic data (CPU), 2 seeds trained at
+    # once on 2 cores (one thread each)
+    python tools/compare.py --detectors faster_rcnn --necks fpn panet bifpn nasfpn --seeds 1 2 \\
+        --jobs 2
 
     # costs only (no training), all three detectors
     python tools/compare.py --detectors faster_rcnn retinanet mask_rcnn --no-train
@@ -49,7 +51,15 @@ def main() -> None:
     parser.add_argument("--out", default="output/compare")
     parser.add_argument("--no-train", action="store_true", help="measure costs only")
     parser.add_argument("--repeats", type=int, default=10, help="latency repeats per cell")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, each in its own process"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads of each run (default: this machine's threads / --jobs)",
+    )
     for split in ("train", "test"):
         parser.add_argument(
             f"--dataset-{split}",
@@ -61,7 +71,10 @@ def main() -> None:
         )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be at least 1")
+    threads = args.threads or max(1, torch.get_num_threads() // args.jobs)
+    torch.set_num_threads(threads)
     compare(
         args.detectors,
         args.necks,
@@ -72,7 +85,8 @@ def main() -> None:
         repeats=args.repeats,
         seeds=args.seeds,
         datasets={"train": args.dataset_train, "test": args.dataset_test},
-        threads=args.threads,
+        threads=threads,
+        jobs=args.jobs,
     )
     with open(f"{args.out}/table.md") as f:
         print(f.read())
