@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.11:
-#   make demo   the main job (side-by-side run on the built-in synthetic data)
+#   make demo   the main job: a side-by-side preview on the built-in synthetic data, 2 seeds
+#               (make reference: the converged comparison, about 2 hours)
 #   make test   the test suite (what .ci/run runs)
 # Both create .venv/ and install the pinned dependencies first; a second run skips that.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test benchmark zoo lint format clean
+.PHONY: setup demo reference test benchmark zoo lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,13 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-peers.txt setup.py 
 setup: $(STAMP)
 
 demo: setup
-	$(PY) tools/compare.py --detectors faster_rcnn --necks fpn panet bifpn nasfpn --out output/compare
+	$(PY) tools/compare.py --detectors faster_rcnn --necks fpn panet bifpn nasfpn --seeds 1 2 \
+		--jobs 2 --repeats 5 --out output/compare \
+		SOLVER.MAX_ITER 60 SOLVER.WARMUP_ITERS 20 TEST.PRECISE_BN.NUM_ITER 8
+
+# The reference comparison of docs/reference_comparison.md (about 2 hours on 2 cores; resumable).
+reference: setup
+	PYTHON=$(PY) bash benchmarks/reference_comparison.sh
 
 zoo: setup
 	$(PY) tools/build_zoo.py

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Write the generated sections of README.md from result files (never edit them by hand).
 
-    python tools/update_readme.py [--compare output/compare] [--bench output/bench_necks]
+    python tools/update_readme.py [--compare output/reference] [--bench output/bench_necks]
 
 - between ``<!-- compare:begin -->`` and ``<!-- compare:end -->``: ``table.md`` of a
-  ``tools/compare.py`` run (``make demo``), plus its plots copied to ``docs/images/``;
+  ``tools/compare.py`` run (the reference comparison, ``make reference``), plus its plots copied
+  to ``docs/images/``; the same table and every run's AP per seed between
+  ``<!-- reference:begin -->`` and ``<!-- reference:end -->`` of docs/reference_comparison.md;
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
   ``benchmarks/bench_necks.py`` (``results.json``).
 A section whose source is missing is left as it is.
@@ -37,6 +39,30 @@ def compare_section(folder: str, images: str) -> str:
     return table + "\n" + " ".join(pictures) + "\n"
 
 
+def per_seed_section(folder: str) -> str:
+    """Every run of a comparison (its ``cells/*.json``): final box AP and AP_S, the AP of its
+    evaluation after 80% of the iterations when there was one, and its training time."""
+    lines = [
+        "| detector | neck | seed | AP | AP_S | AP after 80% | training iterations (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in json.load(open(os.path.join(folder, "results.json"), encoding="utf-8")):
+        path = os.path.join(folder, "cells", f"{row['detector']}_{row['key']}.json")
+        with open(path, encoding="utf-8") as f:
+            runs = json.load(f)["runs"]
+        for seed in sorted(runs, key=int):
+            run = runs[seed]
+            box = run["metrics"]["bbox"]
+            history = {int(it): ap for it, ap in run.get("ap_history", [])}
+            early = history.get(round(0.8 * run["iterations"]))
+            lines.append(
+                f"| {row['detector']} | {row['neck']} | {seed} | {box['AP']:.1f} | "
+                f"{box['APs']:.1f} | {'–' if early is None else f'{early:.1f}'} | "
+                f"{run['train_time_s']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def bench_section(folder: str) -> str:
     with open(os.path.join(folder, "results.json")) as f:
         results = json.load(f)
@@ -67,14 +93,25 @@ def bench_section(folder: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default="README.md")
-    parser.add_argument("--compare", default="output/compare")
+    parser.add_argument("--compare", default="output/reference")
+    parser.add_argument("--reference-doc", default="docs/reference_comparison.md")
     parser.add_argument("--bench", default="output/bench_necks")
     args = parser.parse_args()
     with open(args.readme) as f:
         text = f.read()
     if os.path.isfile(os.path.join(args.compare, "table.md")):
         images = os.path.join(os.path.dirname(os.path.abspath(args.readme)), "docs", "images")
-        text = replace_section(text, "compare", compare_section(args.compare, images))
+        section = compare_section(args.compare, images)
+        text = replace_section(text, "compare", section)
+        if os.path.isfile(args.reference_doc):
+            with open(args.reference_doc, encoding="utf-8") as f:
+                doc = f.read()
+            # the doc sits in docs/: its images are in images/
+            doc_section = section.replace("](docs/images/", "](images/")
+            doc_section += "\nEvery run:\n\n" + per_seed_section(args.compare)
+            with open(args.reference_doc, "w", encoding="utf-8") as f:
+                f.write(replace_section(doc, "reference", doc_section))
+            print(f"updated {args.reference_doc}")
     if os.path.isfile(os.path.join(args.bench, "results.json")):
         text = replace_section(text, "bench", bench_section(args.bench))
     with open(args.readme, "w") as f:
