@@ -45,8 +45,13 @@ TINY_OPTS = [
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
     "TEST.DETECTIONS_PER_IMAGE", "20",
 ]  # fmt: skip
-# Fewer layers than the papers' (3 and 7): the tests check wiring, not capacity.
-REPEATS = {"BiFPN": ["MODEL.BIFPN.NUM_REPEATS", "1"], "NASFPN": ["MODEL.NASFPN.NUM_REPEATS", "2"]}
+# Fewer layers than the papers' (3 and 7): the tests check wiring, not capacity. Their configs'
+# group norm (32 groups) needs 64 channels: with 32, a 1 x 1 P7 (65 px images) leaves one value
+# per group, which GroupNorm refuses in training.
+REPEATS = {
+    "BiFPN": ["MODEL.BIFPN.NUM_REPEATS", "1", "MODEL.FPN.OUT_CHANNELS", "64"],
+    "NASFPN": ["MODEL.NASFPN.NUM_REPEATS", "2", "MODEL.FPN.OUT_CHANNELS", "64"],
+}
 # Height x width, none a multiple of the largest stride; 1000 x 97 is very elongated.
 ODD_SIZES = [(333, 517), (65, 65), (1000, 97)]
 
