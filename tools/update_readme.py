@@ -18,6 +18,8 @@ import os
 import re
 import shutil
 
+from fpn_variants.compare import LATE_FRACTION
+
 
 def replace_section(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
@@ -54,7 +56,7 @@ def per_seed_section(folder: str) -> str:
             run = runs[seed]
             box = run["metrics"]["bbox"]
             history = {int(it): ap for it, ap in run.get("ap_history", [])}
-            early = history.get(round(0.8 * run["iterations"]))
+            early = history.get(round((1 - LATE_FRACTION) * run["iterations"]))
             lines.append(
                 f"| {row['detector']} | {row['neck']} | {seed} | {box['AP']:.1f} | "
                 f"{box['APs']:.1f} | {'–' if early is None else f'{early:.1f}'} | "
