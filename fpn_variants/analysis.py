@@ -14,6 +14,8 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
+from .necks.base import PyramidNeck
+
 __all__ = [
     "conv_roofline",
     "count_flops",
@@ -41,8 +43,6 @@ def reference_layout(model: nn.Module) -> Iterator[None]:
     For counting FLOPs: the NHWC inference path computes the same function, partly with GEMMs
     that fvcore does not all count.
     """
-    from .necks import PyramidNeck
-
     necks = [m for m in model.modules() if isinstance(m, PyramidNeck) and m.channels_last]
     for neck in necks:
         neck.set_channels_last(False)

@@ -4,89 +4,47 @@ Each checks the variant-only config nodes, builds the bottom-up network named by
 ``MODEL.BACKBONE.BOTTOM_UP`` and puts the neck on it.
 """
 
-from typing import Dict
+from typing import Callable, Dict, Type
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .config import check_variant_keys
-from .necks import (
-    FPN,
-    NASFPN,
-    BiFPN,
-    BottomUpPyramid,
-    FinestLevelFPN,
-    PANet,
-    PyramidNeck,
-    SingleScale,
-    TopDownPyramid,
-)
+from .necks.base import PyramidNeck
+from .registry import ALL_BUILDERS, BASELINE_BUILDERS, NECK_BUILDERS, NECK_REGISTRY
 
 __all__ = [
     "ALL_BUILDERS",
     "BASELINE_BUILDERS",
     "NECK_BUILDERS",
     "check_detector_features",
-    "build_bifpn_backbone",
-    "build_bottom_up_pyramid_backbone",
-    "build_finest_level_fpn_backbone",
-    "build_fpn_backbone",
-    "build_nasfpn_backbone",
-    "build_panet_backbone",
-    "build_single_scale_backbone",
-    "build_top_down_pyramid_backbone",
+    *ALL_BUILDERS,  # build_fpn_backbone, build_panet_backbone, ...
 ]
 
 
-@BACKBONE_REGISTRY.register()
-def build_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
-    """The original FPN (:class:`fpn_variants.necks.FPN`) over ``MODEL.BACKBONE.BOTTOM_UP``."""
-    return _build(FPN, cfg, input_shape)
+def _make_builder(name: str, neck_cls: Type[PyramidNeck], doc: str) -> Callable:
+    """The registered function ``name(cfg, input_shape)`` that builds ``neck_cls``."""
+
+    def builder(cfg, input_shape: ShapeSpec) -> PyramidNeck:
+        return _build(neck_cls, cfg, input_shape)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    # Read by necks.base.build_bottom_up to refuse a neck as the bottom-up network.
+    builder.neck_class = neck_cls
+    return builder
 
 
-@BACKBONE_REGISTRY.register()
-def build_panet_backbone(cfg, input_shape: ShapeSpec) -> PANet:
-    """FPN + PANet bottom-up path augmentation (:class:`fpn_variants.necks.PANet`)."""
-    return _build(PANet, cfg, input_shape)
+# One registered builder per registry row (rows sharing a builder share its function), also
+# importable from this module: fpn_variants.backbone.build_fpn_backbone, ...
+for _row in NECK_REGISTRY:
+    if _row.builder not in globals():
+        globals()[_row.builder] = _make_builder(_row.builder, _row.neck_class, _row.doc)
+        BACKBONE_REGISTRY.register(globals()[_row.builder])
+del _row
 
 
-@BACKBONE_REGISTRY.register()
-def build_bifpn_backbone(cfg, input_shape: ShapeSpec) -> BiFPN:
-    """Repeated BiFPN layers (:class:`fpn_variants.necks.BiFPN`)."""
-    return _build(BiFPN, cfg, input_shape)
-
-
-@BACKBONE_REGISTRY.register()
-def build_nasfpn_backbone(cfg, input_shape: ShapeSpec) -> NASFPN:
-    """Stacked NAS-FPN cells (:class:`fpn_variants.necks.NASFPN`)."""
-    return _build(NASFPN, cfg, input_shape)
-
-
-@BACKBONE_REGISTRY.register()
-def build_single_scale_backbone(cfg, input_shape: ShapeSpec) -> SingleScale:
-    """FPN paper baseline: one feature (MODEL.FPN.IN_FEATURES, e.g. ["res4"]), one level."""
-    return _build(SingleScale, cfg, input_shape)
-
-
-@BACKBONE_REGISTRY.register()
-def build_bottom_up_pyramid_backbone(cfg, input_shape: ShapeSpec) -> BottomUpPyramid:
-    """FPN paper ablation: the bottom-up features' pyramid, no top-down path."""
-    return _build(BottomUpPyramid, cfg, input_shape)
-
-
-@BACKBONE_REGISTRY.register()
-def build_top_down_pyramid_backbone(cfg, input_shape: ShapeSpec) -> TopDownPyramid:
-    """FPN paper ablation: the top-down path without the 1x1 lateral connections."""
-    return _build(TopDownPyramid, cfg, input_shape)
-
-
-@BACKBONE_REGISTRY.register()
-def build_finest_level_fpn_backbone(cfg, input_shape: ShapeSpec) -> FinestLevelFPN:
-    """FPN paper ablation: the FPN's finest output level only (P2)."""
-    return _build(FinestLevelFPN, cfg, input_shape)
-
-
-def _build(neck_cls, cfg, input_shape: ShapeSpec) -> PyramidNeck:
+def _build(neck_cls: Type[PyramidNeck], cfg, input_shape: ShapeSpec) -> PyramidNeck:
     check_variant_keys(cfg)
     neck = neck_cls(cfg, input_shape)
     check_detector_features(cfg, neck.output_shape())
@@ -124,21 +82,3 @@ def check_detector_features(cfg, shapes: Dict[str, ShapeSpec]) -> None:
                 f"has {len(levels)} levels {levels}: give one list of sizes per level (or one "
                 "list for all)"
             )
-
-
-# Builder name -> neck class, for the four necks of the papers.
-NECK_BUILDERS = {
-    "build_fpn_backbone": FPN,
-    "build_panet_backbone": PANet,
-    "build_bifpn_backbone": BiFPN,
-    "build_nasfpn_backbone": NASFPN,
-}
-# Builder name -> neck class, for the FPN paper's Table 3 baselines (comparison rows).
-BASELINE_BUILDERS = {
-    "build_single_scale_backbone": SingleScale,
-    "build_bottom_up_pyramid_backbone": BottomUpPyramid,
-    "build_top_down_pyramid_backbone": TopDownPyramid,
-    "build_finest_level_fpn_backbone": FinestLevelFPN,
-}
-# Every builder this package registers.
-ALL_BUILDERS = {**NECK_BUILDERS, **BASELINE_BUILDERS}

@@ -33,10 +33,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
 from . import __version__
-from .backbone import ALL_BUILDERS
 from .io import atomic_write, atomic_write_text, remove_temp_files
 from .model_zoo.weights import META_KEY
 from .necks import PyramidNeck
+from .registry import ALL_BUILDERS
 
 __all__ = ["Checkpointer", "checkpoint_metadata", "load_array_pickle"]
 

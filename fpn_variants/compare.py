@@ -44,6 +44,7 @@ from .data import register_coco_instances_from_path
 from .engine import SPLITS, Trainer, apply_dataset_names
 from .io import atomic_write_text
 from .model_zoo.metrics import read_training_metrics
+from .registry import NECK_REGISTRY
 
 __all__ = [
     "DETECTORS",
@@ -61,21 +62,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Short names used on the command line -> (label, config file suffix).
-NECKS = {
-    "fpn": ("FPN", "FPN"),
-    "panet": ("PANet", "PANet"),
-    "bifpn": ("BiFPN", "BiFPN"),
-    "nasfpn": ("NAS-FPN", "NASFPN"),
-    # The FPN paper's Table 3 baselines (Faster R-CNN configs only).
-    "c4": ("C4 (single scale)", "C4"),
-    "c5": ("C5 (single scale)", "C5"),
-    "bottom_up": ("Bottom-up pyramid", "BottomUp"),
-    "top_down": ("Top-down, no laterals", "TopDown"),
-    "fpn_p2": ("FPN, P2 only", "FPNP2"),
-}
-# The necks of the papers (the default rows); the others are baselines.
-PAPER_NECKS = ("fpn", "panet", "bifpn", "nasfpn")
+# Short names used on the command line -> (label, config file suffix), from the neck registry.
+NECKS = {row.key: (row.label, row.config_suffix) for row in NECK_REGISTRY}
+# The necks of the papers (the default rows); the others are FPN-paper baselines.
+PAPER_NECKS = tuple(row.key for row in NECK_REGISTRY if row.paper)
 DETECTORS = {"faster_rcnn": "Faster R-CNN", "retinanet": "RetinaNet", "mask_rcnn": "Mask R-CNN"}
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Metrics whose difference to FPN the table shows, with its confidence interval.

@@ -6,8 +6,13 @@ YAML files using the new keys merge (an unknown key is an error at merge time).
 
 import torch
 from detectron2.config import CfgNode as CN
-from detectron2.modeling import ROI_HEADS_REGISTRY
+from detectron2.config import get_cfg
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, ROI_HEADS_REGISTRY
 
+from .layers.conv import ACTIVATIONS, NORMS
+from .necks.base import check_choice, check_table_is_read, check_type
+from .necks.specs import parse_bifpn_rows, parse_nasfpn_rows
+from .registry import ALL_BUILDERS, VARIANT_NODES
 from .roi_heads import PyramidROIHeads
 
 __all__ = [
@@ -17,13 +22,6 @@ __all__ = [
     "check_roi_level_rule",
     "check_variant_keys",
 ]
-
-# Variant-only config nodes and the builder each belongs to.
-VARIANT_NODES = {
-    "PANET": "build_panet_backbone",
-    "BIFPN": "build_bifpn_backbone",
-    "NASFPN": "build_nasfpn_backbone",
-}
 
 
 def add_fpn_variants_config(cfg: CN) -> CN:
@@ -130,8 +128,6 @@ def check_variant_keys(cfg: CN) -> None:
 
 
 def _defaults() -> CN:
-    from detectron2.config import get_cfg
-
     return add_fpn_variants_config(get_cfg())
 
 
@@ -151,13 +147,6 @@ def check_config(cfg: CN) -> None:
         TypeError: MODEL.FPN.OUT_CHANNELS is not an integer, or a key of the selected variant
             is not of its default's type (e.g. a bool key set to a string from Python).
     """
-    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
-
-    from .backbone import ALL_BUILDERS
-    from .layers.conv import ACTIVATIONS, NORMS
-    from .necks.base import check_choice, check_table_is_read, check_type
-    from .necks.specs import parse_bifpn_rows, parse_nasfpn_rows
-
     # Variant node -> its custom table, the key that selects it, the check of its rows.
     custom_tables = {
         "BIFPN": ("NODES", "TOPOLOGY", parse_bifpn_rows),

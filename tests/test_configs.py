@@ -10,6 +10,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import fpn_variants
+from fpn_variants.registry import NECK_REGISTRY
 
 from .utils import neck_parameters
 
@@ -19,20 +20,10 @@ LEAVES = sorted(
     for p in glob.glob(os.path.join(ROOT, "**", "*.yaml"), recursive=True)
     if not os.path.basename(p).startswith("Base-")
 )
-NECK_OF_NAME = {
-    "FPN": "build_fpn_backbone",
-    "PANet": "build_panet_backbone",
-    "BiFPN": "build_bifpn_backbone",
-    "NASFPN": "build_nasfpn_backbone",
-}
-# The FPN paper's Table 3 baselines (configs/Synthetic, Faster R-CNN only).
-BASELINE_OF_NAME = {
-    "C4": "build_single_scale_backbone",
-    "C5": "build_single_scale_backbone",
-    "BottomUp": "build_bottom_up_pyramid_backbone",
-    "TopDown": "build_top_down_pyramid_backbone",
-    "FPNP2": "build_finest_level_fpn_backbone",
-}
+# Config file suffix -> builder, from the neck registry: the papers' necks, then the FPN paper's
+# Table 3 baselines (configs/Synthetic, Faster R-CNN only).
+NECK_OF_NAME = {row.config_suffix: row.builder for row in NECK_REGISTRY if row.paper}
+BASELINE_OF_NAME = {row.config_suffix: row.builder for row in NECK_REGISTRY if not row.paper}
 
 
 def neck_suffix(path: str) -> str:

@@ -24,12 +24,13 @@ from detectron2.utils.events import EventStorage
 
 import fpn_variants
 from fpn_variants.engine import Trainer, argument_parser, setup
+from fpn_variants.registry import NECK_REGISTRY
 
 from .utils import builtin_data_in
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 DETECTORS = ["faster_rcnn", "retinanet", "mask_rcnn"]
-NECKS = ["FPN", "PANet", "BiFPN", "NASFPN"]
+NECKS = [row.config_suffix for row in NECK_REGISTRY if row.paper]  # FPN, PANet, BiFPN, NASFPN
 COMBOS = [(detector, neck) for detector in DETECTORS for neck in NECKS]
 # RetinaNet learns more slowly from scratch (and its steps are cheaper): more iterations.
 ITERS = {"faster_rcnn": 16, "mask_rcnn": 16, "retinanet": 24}

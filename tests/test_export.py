@@ -16,7 +16,6 @@ import pytest
 import torch
 from detectron2.modeling import build_backbone, build_model
 
-from fpn_variants.backbone import NECK_BUILDERS
 from fpn_variants.export import (
     TOLERANCES,
     differences,
@@ -25,6 +24,7 @@ from fpn_variants.export import (
     export_model,
     synthetic_image,
 )
+from fpn_variants.registry import NECK_BUILDERS
 
 from .utils import make_cfg
 

@@ -8,8 +8,8 @@ import torch
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
 from fpn_variants import NASFPN, BiFPN
-from fpn_variants.backbone import NECK_BUILDERS
 from fpn_variants.export import script_backbone
+from fpn_variants.registry import NECK_BUILDERS
 
 from .utils import StridedBackbone, make_cfg
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..io import FileLock, atomic_write_text
+from ..registry import NECK_REGISTRY
 
 __all__ = [
     "MANIFEST_ENV",
@@ -42,15 +43,13 @@ MANIFEST_FORMAT = 1
 
 # Display names and table order (FPN baseline first, as mmdetection's tables do).
 DETECTOR_ORDER = ("Faster R-CNN", "RetinaNet", "Mask R-CNN")
+# Builder -> label: Detectron2's own FPN builders (the stock model), then the papers' necks.
 NECK_NAMES = {
     "build_resnet_fpn_backbone": "FPN (Detectron2)",
     "build_retinanet_resnet_fpn_backbone": "FPN (Detectron2)",
-    "build_fpn_backbone": "FPN",
-    "build_panet_backbone": "PANet",
-    "build_bifpn_backbone": "BiFPN",
-    "build_nasfpn_backbone": "NAS-FPN",
+    **{row.builder: row.label for row in NECK_REGISTRY if row.paper},
 }
-NECK_ORDER = ("FPN (Detectron2)", "FPN", "PANet", "BiFPN", "NAS-FPN")
+NECK_ORDER = ("FPN (Detectron2)", *(row.label for row in NECK_REGISTRY if row.paper))
 
 # Model names become folder and file names.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -19,8 +19,8 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 from .. import __version__
-from ..backbone import ALL_BUILDERS
 from ..io import atomic_write_bytes, atomic_write_text
+from ..registry import ALL_BUILDERS
 from .configs import init_weights, packaged_config, read_training_config, source_config_path
 from .manifest import (
     NECK_NAMES,

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import Backbone
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
 from ..layers.conv import ConvNormAct
@@ -220,22 +220,21 @@ def pooled_extra_levels(cfg, neck: str) -> int:
 
 def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
     """Build the bottom-up network named by ``MODEL.BACKBONE.BOTTOM_UP`` from BACKBONE_REGISTRY."""
-    from detectron2.modeling import BACKBONE_REGISTRY
-
-    from ..backbone import ALL_BUILDERS
-
     name = cfg.MODEL.BACKBONE.BOTTOM_UP
     if name not in BACKBONE_REGISTRY:
         raise KeyError(
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} is not registered in BACKBONE_REGISTRY; "
             f"registered: {sorted(k for k, _ in BACKBONE_REGISTRY)}"
         )
-    if name in ALL_BUILDERS:
+    builder = BACKBONE_REGISTRY.get(name)
+    # The registered neck builders (fpn_variants.backbone) carry the class they build.
+    neck_cls = getattr(builder, "neck_class", None)
+    if isinstance(neck_cls, type) and issubclass(neck_cls, PyramidNeck):
         raise ValueError(
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} is a neck; name a bottom-up network such as "
             "'build_resnet_backbone'"
         )
-    bottom_up = BACKBONE_REGISTRY.get(name)(cfg, input_shape)
+    bottom_up = builder(cfg, input_shape)
     if not isinstance(bottom_up, Backbone):
         raise TypeError(
             f"MODEL.BACKBONE.BOTTOM_UP={name!r} returned {type(bottom_up).__name__}, "

@@ -1,0 +1,129 @@
+"""The neck registry: one row per neck this package builds, read by everything that lists necks.
+
+The builders (``MODEL.BACKBONE.NAME``) of :mod:`fpn_variants.backbone`, the variant-only config
+nodes of :mod:`fpn_variants.config`, the short names and config files of
+:mod:`fpn_variants.compare` and the labels and order of the model zoo all come from
+:data:`NECK_REGISTRY`. Adding a neck is one file in :mod:`fpn_variants.necks` (a
+:class:`~fpn_variants.necks.base.PyramidNeck` with a ``from_config``) and one row here.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple, Type
+
+from .necks.ablations import BottomUpPyramid, FinestLevelFPN, SingleScale, TopDownPyramid
+from .necks.base import PyramidNeck
+from .necks.bifpn import BiFPN
+from .necks.fpn import FPN
+from .necks.nasfpn import NASFPN
+from .necks.panet import PANet
+
+__all__ = [
+    "ALL_BUILDERS",
+    "BASELINE_BUILDERS",
+    "NECK_BUILDERS",
+    "NECK_REGISTRY",
+    "VARIANT_NODES",
+    "NeckEntry",
+    "entry",
+]
+
+
+@dataclass(frozen=True)
+class NeckEntry:
+    """One neck of the registry.
+
+    Attributes:
+        key (str): short name on the command line (``tools/compare.py --necks``).
+        builder (str): its ``BACKBONE_REGISTRY`` name, ``MODEL.BACKBONE.NAME``. Rows may share a
+            builder when they differ by config only (C4 and C5 single-scale baselines).
+        neck_class (type): the :class:`PyramidNeck` it builds from a config.
+        label (str): name in tables, plots and the model zoo.
+        config_suffix (str): ``<detector>_R18_<config_suffix>.yaml`` in ``configs/Synthetic``.
+        variant_node (str or None): ``MODEL.<node>`` read by this builder only.
+        paper (bool): a neck of the papers (True) or a baseline of the FPN paper's Table 3.
+        doc (str): the builder's docstring.
+    """
+
+    key: str
+    builder: str
+    neck_class: Type[PyramidNeck]
+    label: str
+    config_suffix: str
+    variant_node: Optional[str]
+    paper: bool
+    doc: str
+
+
+_SINGLE_SCALE_DOC = (
+    'FPN paper baseline: one feature (MODEL.FPN.IN_FEATURES, e.g. ["res4"]), one level.'
+)
+
+# The papers' necks first (FPN is the baseline of every comparison), then the FPN paper's
+# Table 3 baselines (Faster R-CNN configs only).
+NECK_REGISTRY: Tuple[NeckEntry, ...] = (
+    NeckEntry(
+        "fpn", "build_fpn_backbone", FPN, "FPN", "FPN", None, True,
+        "The original FPN (:class:`fpn_variants.necks.FPN`) over ``MODEL.BACKBONE.BOTTOM_UP``.",
+    ),
+    NeckEntry(
+        "panet", "build_panet_backbone", PANet, "PANet", "PANet", "PANET", True,
+        "FPN + PANet bottom-up path augmentation (:class:`fpn_variants.necks.PANet`).",
+    ),
+    NeckEntry(
+        "bifpn", "build_bifpn_backbone", BiFPN, "BiFPN", "BiFPN", "BIFPN", True,
+        "Repeated BiFPN layers (:class:`fpn_variants.necks.BiFPN`).",
+    ),
+    NeckEntry(
+        "nasfpn", "build_nasfpn_backbone", NASFPN, "NAS-FPN", "NASFPN", "NASFPN", True,
+        "Stacked NAS-FPN cells (:class:`fpn_variants.necks.NASFPN`).",
+    ),
+    NeckEntry(
+        "c4", "build_single_scale_backbone", SingleScale, "C4 (single scale)", "C4", None, False,
+        _SINGLE_SCALE_DOC,
+    ),
+    NeckEntry(
+        "c5", "build_single_scale_backbone", SingleScale, "C5 (single scale)", "C5", None, False,
+        _SINGLE_SCALE_DOC,
+    ),
+    NeckEntry(
+        "bottom_up", "build_bottom_up_pyramid_backbone", BottomUpPyramid, "Bottom-up pyramid",
+        "BottomUp", None, False,
+        "FPN paper ablation: the bottom-up features' pyramid, no top-down path.",
+    ),
+    NeckEntry(
+        "top_down", "build_top_down_pyramid_backbone", TopDownPyramid, "Top-down, no laterals",
+        "TopDown", None, False,
+        "FPN paper ablation: the top-down path without the 1x1 lateral connections.",
+    ),
+    NeckEntry(
+        "fpn_p2", "build_finest_level_fpn_backbone", FinestLevelFPN, "FPN, P2 only", "FPNP2",
+        None, False,
+        "FPN paper ablation: the FPN's finest output level only (P2).",
+    ),
+)  # fmt: skip
+
+
+def entry(key: str) -> NeckEntry:
+    """The row of short name ``key``; KeyError listing the short names otherwise."""
+    for row in NECK_REGISTRY:
+        if row.key == key:
+            return row
+    raise KeyError(f"neck {key!r} is not one of {[row.key for row in NECK_REGISTRY]}")
+
+
+def _builders(paper: Optional[bool]) -> Dict[str, Type[PyramidNeck]]:
+    builders: Dict[str, Type[PyramidNeck]] = {}
+    for row in NECK_REGISTRY:
+        if paper is not None and row.paper != paper:
+            continue
+        if builders.setdefault(row.builder, row.neck_class) is not row.neck_class:
+            raise ValueError(f"{row.builder} is given two neck classes in NECK_REGISTRY")
+    return builders
+
+
+# Builder name -> neck class: the necks of the papers, the FPN paper's baselines, all of them.
+NECK_BUILDERS = _builders(paper=True)
+BASELINE_BUILDERS = _builders(paper=False)
+ALL_BUILDERS = _builders(paper=None)
+# Variant-only config node -> the builder that reads it.
+VARIANT_NODES = {row.variant_node: row.builder for row in NECK_REGISTRY if row.variant_node}
