@@ -71,7 +71,7 @@ def check_detector_features(cfg, shapes: Dict[str, ShapeSpec]) -> None:
             raise ValueError(
                 f"MODEL.{key}={wanted} asks for {missing}, which the neck does not produce: it "
                 f"outputs {list(shapes)}. Change MODEL.{key}, or the neck's levels "
-                "(MODEL.FPN.IN_FEATURES, MODEL.FPN.TOP_BLOCK)"
+                "(MODEL.FPN.IN_FEATURES, MODEL.FPN.NUM_EXTRA_LEVELS)"
             )
     if keys:
         levels = list(cfg.MODEL[keys[0].split(".")[0]].IN_FEATURES)

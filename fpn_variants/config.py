@@ -10,7 +10,15 @@ from detectron2.config import get_cfg
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, ROI_HEADS_REGISTRY
 
 from .layers.conv import ACTIVATIONS, NORMS
-from .necks.base import check_choice, check_table_is_read, check_type
+from .necks.base import (
+    check_choice,
+    check_table_is_read,
+    check_type,
+    fpn_top_block,
+    pooled_extra_levels,
+    variant_norm,
+)
+from .necks.fpn import FPN
 from .necks.specs import parse_bifpn_rows, parse_nasfpn_rows
 from .registry import ALL_BUILDERS, VARIANT_NODES
 from .roi_heads import PyramidROIHeads
@@ -19,6 +27,7 @@ __all__ = [
     "VARIANT_NODES",
     "add_fpn_variants_config",
     "check_config",
+    "check_group_norm_width",
     "check_roi_level_rule",
     "check_variant_keys",
 ]
@@ -41,17 +50,26 @@ def add_fpn_variants_config(cfg: CN) -> CN:
 
     # Shared neck keys live on Detectron2's MODEL.FPN node (IN_FEATURES, OUT_CHANNELS, NORM and
     # FUSE_TYPE are Detectron2's own), so existing FPN configs keep working.
-    # Extra levels above the last input: "maxpool" (P6 = stride-2 subsampling of P5, two-stage
-    # detectors), "p6p7" (P6, P7 by stride-2 3x3 convs, ReLU before P7, RetinaNet) or "" (none).
-    cfg.MODEL.FPN.TOP_BLOCK = "maxpool"
-    # Input of the "p6p7" block: "res5" (last bottom-up feature, RetinaNet paper) or "p5" (last
-    # pyramid output, as in FCOS).
+    # Number of extra levels above the last input (P6, P7, ...): 1 for the R-CNNs (P6, read by
+    # the RPN only), 2 for RetinaNet (P6, P7), 0 for none.
+    cfg.MODEL.FPN.NUM_EXTRA_LEVELS = 1
+    # How they are made: "maxpool" (each one max-pools the level below: FPN and PANet as
+    # Detectron2's LastLevelMaxPool, 1 level; BiFPN and NAS-FPN as their references, after a 1x1
+    # projection of the last input where its channels differ) or "conv" (stride-2 3x3 convs,
+    # ReLU before the second: RetinaNet's P6/P7; FPN and PANet, 2 levels).
+    cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = "maxpool"
+    # Input of the "conv" extra levels: "res5" (last bottom-up feature, RetinaNet paper) or "p5"
+    # (last pyramid output, as in FCOS).
     cfg.MODEL.FPN.TOP_BLOCK_IN = "res5"
+    # Replaced by NUM_EXTRA_LEVELS and EXTRA_LEVEL_TYPE; None (unset) in new configs. Older
+    # configs still build the same model: "maxpool" is 1 "maxpool" level, "p6p7" 2 "conv" levels
+    # (2 "maxpool" levels for BiFPN and NAS-FPN), "" none (a warning says what to write instead;
+    # an error if the new keys are also set to something else).
+    cfg.MODEL.FPN.TOP_BLOCK = None
     # Top-down upsampling: "nearest" (paper), "bilinear" or "deconv" (learned 2x transposed conv).
     cfg.MODEL.FPN.UPSAMPLE = "nearest"
-    # BiFPN and NAS-FPN read TOP_BLOCK as the number of extra levels ("" 0, "maxpool" 1, "p6p7" 2)
-    # and make them as their references do (1x1 projection of the last input, then max-pooling).
-    # Their papers use BN in the neck: their configs set MODEL.FPN.NORM: "BN".
+    # MODEL.FPN.NORM is the norm of FPN, PANet and the FPN-paper baselines (Detectron2's default
+    # "", none); BiFPN and NAS-FPN have their own MODEL.BIFPN.NORM and MODEL.NASFPN.NORM.
 
     # PANet (build_panet_backbone): bottom-up path augmentation after the FPN.
     cfg.MODEL.PANET = CN()
@@ -84,6 +102,9 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     # Keep a bias in convs followed by a norm, as the TF checkpoints do; False: bias only without
     # norm.
     cfg.MODEL.BIFPN.REDUNDANT_BIAS = True
+    # Norm of the projections and post-fusion convs: "BN" (paper), "SyncBN", "GN" or "" (none).
+    # (An older config's MODEL.FPN.NORM is used when this key stays at "BN".)
+    cfg.MODEL.BIFPN.NORM = "BN"
 
     # NAS-FPN (build_nasfpn_backbone): stacked searched cells (Ghiasi et al. 2019).
     cfg.MODEL.NASFPN = CN()
@@ -104,6 +125,9 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     cfg.MODEL.NASFPN.SEPARABLE_CONV = False
     # Activation before each merge cell's conv: "relu" (paper), "swish" or "".
     cfg.MODEL.NASFPN.ACTIVATION = "relu"
+    # Norm of the lateral projections and merge convs: "BN" (paper), "SyncBN", "GN" or "" (none).
+    # (An older config's MODEL.FPN.NORM is used when this key stays at "BN".)
+    cfg.MODEL.NASFPN.NORM = "BN"
     return cfg
 
 
@@ -141,9 +165,11 @@ def check_config(cfg: CN) -> None:
     Raises:
         KeyError: MODEL.META_ARCHITECTURE or MODEL.BACKBONE.NAME is not registered.
         ValueError: a variant-only key set for another variant, an unknown norm or activation,
-            GN with OUT_CHANNELS not a multiple of 32, a malformed row of a custom topology
-            (MODEL.BIFPN.NODES, MODEL.NASFPN.BLOCKS), or one set while the topology is not
-            "custom".
+            GN with OUT_CHANNELS not a multiple of 32 or under 64, MODEL.FPN.NUM_EXTRA_LEVELS /
+            EXTRA_LEVEL_TYPE the neck cannot make (or a MODEL.FPN.TOP_BLOCK that contradicts
+            them), MODEL.BIFPN.NORM / MODEL.NASFPN.NORM contradicting MODEL.FPN.NORM, a
+            malformed row of a custom topology (MODEL.BIFPN.NODES, MODEL.NASFPN.BLOCKS), or one
+            set while the topology is not "custom".
         TypeError: MODEL.FPN.OUT_CHANNELS is not an integer, or a key of the selected variant
             is not of its default's type (e.g. a bool key set to a string from Python).
     """
@@ -185,15 +211,34 @@ def check_config(cfg: CN) -> None:
             parse(values[table])
         # Their layers report an unknown activation without the key.
         check_choice(f"MODEL.{node}.ACTIVATION", values.ACTIVATION, ACTIVATIONS)
-    check_choice("MODEL.FPN.NORM", cfg.MODEL.FPN.NORM, NORMS)
+    if issubclass(ALL_BUILDERS[cfg.MODEL.BACKBONE.NAME], FPN):
+        fpn_top_block(cfg)
+    else:
+        pooled_extra_levels(cfg, cfg.MODEL.BACKBONE.NAME)
+    norm_key, norm = "MODEL.FPN.NORM", cfg.MODEL.FPN.NORM
+    if node is not None and "NORM" in cfg.MODEL[node]:
+        norm_key, norm = f"MODEL.{node}.NORM", variant_norm(cfg, node)
+    check_choice(norm_key, norm, NORMS)
     check_roi_level_rule(cfg)
-    if cfg.MODEL.FPN.NORM == "GN" and cfg.MODEL.FPN.OUT_CHANNELS % 32 != 0:
-        raise ValueError(
-            f"MODEL.FPN.NORM='GN' uses 32 groups, so MODEL.FPN.OUT_CHANNELS="
-            f"{cfg.MODEL.FPN.OUT_CHANNELS} must be a multiple of 32"
-        )
+    check_group_norm_width(norm_key, norm, cfg.MODEL.FPN.OUT_CHANNELS)
     if cfg.MODEL.BACKBONE.BOTTOM_UP == "build_resnet_backbone":
         check_choice("MODEL.RESNETS.NORM", cfg.MODEL.RESNETS.NORM, NORMS)
+
+
+def check_group_norm_width(norm_key: str, norm: str, channels: int) -> None:
+    """Raise ValueError when group norm (Detectron2's "GN": 32 groups) gets a width it cannot
+    normalise: ``nn.GroupNorm(32, C)`` needs C a multiple of 32, and with C = 32 each group is one
+    channel normalised over its own map alone, which on a 1 x 1 map (a level whose stride is at
+    least the image size, e.g. P7 of a 128 px image) leaves one value: the output is the bias
+    only, and PyTorch refuses it in training on one image ("Expected more than 1 value per
+    channel")."""
+    if norm == "GN" and (channels % 32 != 0 or channels < 64):
+        raise ValueError(
+            f"{norm_key}='GN' uses 32 groups, so MODEL.FPN.OUT_CHANNELS={channels} must be a "
+            "multiple of 32 and at least 64 (two channels per group: with one, a 1 x 1 level "
+            "has a single value per group and normalises to its bias): set MODEL.FPN."
+            "OUT_CHANNELS to 64, 96, ... or choose another norm"
+        )
 
 
 def check_roi_level_rule(cfg: CN) -> None:

@@ -98,7 +98,7 @@ def test_single_scale_needs_one_feature():
 
 def test_finest_level_refuses_a_top_block_it_cannot_feed():
     cfg = load("FPNP2")
-    cfg.MODEL.FPN.TOP_BLOCK = "maxpool"
+    cfg.MODEL.FPN.NUM_EXTRA_LEVELS = 1  # EXTRA_LEVEL_TYPE "maxpool": P6 from P5
     cfg.MODEL.RPN.IN_FEATURES = ["p2"]
     with pytest.raises(ValueError, match="TOP_BLOCK='maxpool' subsamples the output at level 5"):
         build_backbone(cfg)

@@ -1,7 +1,8 @@
 """PyramidNeck: the Detectron2 ``Backbone`` shared by every neck (bottom-up network + graphs)."""
 
+import logging
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.layers import ShapeSpec
@@ -12,17 +13,37 @@ from ..layers.conv import ConvNormAct
 from ..layers.graph import FusionGraph
 
 __all__ = [
+    "EXTRA_LEVEL_TYPES",
     "TOP_BLOCKS",
     "PyramidNeck",
     "build_bottom_up",
     "check_choice",
     "check_table_is_read",
     "check_type",
+    "extra_levels",
+    "fpn_top_block",
     "pooled_extra_levels",
+    "variant_norm",
 ]
 
-# MODEL.FPN.TOP_BLOCK -> number of extra levels above the last input.
+logger = logging.getLogger(__name__)
+
+# FPN's ``top_block`` argument -> number of extra levels above the last input.
 TOP_BLOCKS = {"maxpool": 1, "p6p7": 2, "": 0}
+# MODEL.FPN.EXTRA_LEVEL_TYPE: how the levels above the last input are made.
+EXTRA_LEVEL_TYPES = ("maxpool", "conv")
+# FPN's ``top_block`` for (MODEL.FPN.NUM_EXTRA_LEVELS, EXTRA_LEVEL_TYPE); 0 levels: "".
+_FPN_TOP_BLOCKS = {(1, "maxpool"): "maxpool", (2, "conv"): "p6p7"}
+# (NUM_EXTRA_LEVELS, EXTRA_LEVEL_TYPE) of the replaced MODEL.FPN.TOP_BLOCK, by whether the neck
+# pools its extra levels (BiFPN, NAS-FPN read "p6p7" as two pooled levels).
+_OLD_TOP_BLOCKS = {
+    False: {"maxpool": (1, "maxpool"), "p6p7": (2, "conv"), "": (0, "maxpool")},
+    True: {"maxpool": (1, "maxpool"), "p6p7": (2, "maxpool"), "": (0, "maxpool")},
+}
+# Defaults of MODEL.FPN.NUM_EXTRA_LEVELS / EXTRA_LEVEL_TYPE (fpn_variants.config).
+_DEFAULT_EXTRA_LEVELS = (1, "maxpool")
+# Default of the necks' own norm keys (MODEL.BIFPN.NORM, MODEL.NASFPN.NORM): their papers'.
+_DEFAULT_VARIANT_NORM = "BN"
 
 
 class PyramidNeck(Backbone):
@@ -205,17 +226,84 @@ def check_table_is_read(table_key: str, table, switch_key: str, switch: str) -> 
         )
 
 
+def extra_levels(cfg, pooled: bool) -> Tuple[int, str]:
+    """(MODEL.FPN.NUM_EXTRA_LEVELS, MODEL.FPN.EXTRA_LEVEL_TYPE), or what the replaced
+    MODEL.FPN.TOP_BLOCK of an older config means for this neck (``pooled``: BiFPN, NAS-FPN),
+    when it is set and the two keys are at their defaults or agree with it."""
+    fpn = cfg.MODEL.FPN
+    num, kind = fpn.NUM_EXTRA_LEVELS, fpn.EXTRA_LEVEL_TYPE
+    check_type("MODEL.FPN.NUM_EXTRA_LEVELS", num, int)
+    if num < 0:
+        raise ValueError(f"MODEL.FPN.NUM_EXTRA_LEVELS={num} must be 0 or more")
+    check_choice("MODEL.FPN.EXTRA_LEVEL_TYPE", kind, EXTRA_LEVEL_TYPES)
+    old = fpn.get("TOP_BLOCK")
+    if old is None:
+        return num, kind
+    check_choice("MODEL.FPN.TOP_BLOCK", old, list(TOP_BLOCKS))
+    meant = _OLD_TOP_BLOCKS[pooled][old]
+    same = num == meant[0] and (num == 0 or kind == meant[1])
+    replace = (
+        f"MODEL.FPN.TOP_BLOCK={old!r} is replaced by MODEL.FPN.NUM_EXTRA_LEVELS={meant[0]}"
+        + (f" and MODEL.FPN.EXTRA_LEVEL_TYPE={meant[1]!r}" if meant[0] else "")
+        + " for this neck"
+    )
+    if not same and (num, kind) != _DEFAULT_EXTRA_LEVELS:
+        raise ValueError(
+            f"{replace}, but they are set to {num} and {kind!r}: remove MODEL.FPN.TOP_BLOCK"
+        )
+    logger.warning(f"{replace}: set these keys and remove MODEL.FPN.TOP_BLOCK from the config")
+    return meant
+
+
+def fpn_top_block(cfg) -> str:
+    """FPN's (and PANet's) ``top_block`` argument from MODEL.FPN.NUM_EXTRA_LEVELS and
+    EXTRA_LEVEL_TYPE: 1 "maxpool" level (P6, R-CNNs), 2 "conv" levels (P6, P7, RetinaNet) or 0."""
+    num, kind = extra_levels(cfg, pooled=False)
+    if num == 0:
+        return ""
+    if (num, kind) not in _FPN_TOP_BLOCKS:
+        raise ValueError(
+            f"MODEL.FPN.NUM_EXTRA_LEVELS={num} with MODEL.FPN.EXTRA_LEVEL_TYPE={kind!r} is not "
+            f"an FPN top block: use 1 with 'maxpool' (P6), 2 with 'conv' (P6, P7) or 0"
+        )
+    return _FPN_TOP_BLOCKS[num, kind]
+
+
 def pooled_extra_levels(cfg, neck: str) -> int:
     """Number of extra levels of a neck that makes them by pooling (BiFPN, NAS-FPN), from
-    ``MODEL.FPN.TOP_BLOCK``; ``MODEL.FPN.TOP_BLOCK_IN`` must stay at its default or name the last
-    input, where these necks take them from."""
-    check_choice("MODEL.FPN.TOP_BLOCK", cfg.MODEL.FPN.TOP_BLOCK, list(TOP_BLOCKS))
+    MODEL.FPN.NUM_EXTRA_LEVELS; EXTRA_LEVEL_TYPE must be "maxpool" and ``MODEL.FPN.TOP_BLOCK_IN``
+    stay at its default or name the last input, where these necks take them from."""
+    num, kind = extra_levels(cfg, pooled=True)
+    if num and kind != "maxpool":
+        raise ValueError(
+            f"MODEL.FPN.EXTRA_LEVEL_TYPE={kind!r} is not supported by {neck}: it makes its extra "
+            "levels by max-pooling, as its reference does; set it to 'maxpool'"
+        )
     if cfg.MODEL.FPN.TOP_BLOCK_IN not in ("res5", cfg.MODEL.FPN.IN_FEATURES[-1]):
         raise ValueError(
             f"MODEL.FPN.TOP_BLOCK_IN={cfg.MODEL.FPN.TOP_BLOCK_IN!r} is not supported by {neck}: "
             "it makes its extra levels from the last input feature, as its reference does"
         )
-    return TOP_BLOCKS[cfg.MODEL.FPN.TOP_BLOCK]
+    return num
+
+
+def variant_norm(cfg, node: str) -> str:
+    """The norm of a neck with its own MODEL.<node>.NORM (BiFPN, NAS-FPN: default "BN", their
+    papers'). Older configs set MODEL.FPN.NORM for them: it is used when MODEL.<node>.NORM is at
+    its default; set to another value, the two must agree (or MODEL.FPN.NORM be "")."""
+    own, shared = cfg.MODEL[node].NORM, cfg.MODEL.FPN.NORM
+    if shared in ("", own):
+        return own
+    if own != _DEFAULT_VARIANT_NORM:
+        raise ValueError(
+            f"MODEL.{node}.NORM={own!r} is this neck's norm, but MODEL.FPN.NORM={shared!r}: "
+            f"remove MODEL.FPN.NORM (or set it to '')"
+        )
+    logger.warning(
+        f"MODEL.FPN.NORM={shared!r} used as MODEL.{node}.NORM, which replaces it for this neck: "
+        f"set MODEL.{node}.NORM: {shared!r} and remove MODEL.FPN.NORM from the config"
+    )
+    return shared
 
 
 def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:

@@ -17,6 +17,7 @@ from .base import (
     check_table_is_read,
     check_type,
     pooled_extra_levels,
+    variant_norm,
 )
 from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes, parse_bifpn_rows
 
@@ -167,7 +168,7 @@ class BiFPN(PyramidNeck):
             "nodes": bifpn.NODES,
             "fusion": bifpn.FUSION,
             "separable_conv": bifpn.SEPARABLE_CONV,
-            "norm": cfg.MODEL.FPN.NORM,
+            "norm": variant_norm(cfg, "BIFPN"),
             "activation": bifpn.ACTIVATION,
             "pre_activation": bifpn.PRE_ACTIVATION,
             "redundant_bias": bifpn.REDUNDANT_BIAS,

@@ -11,7 +11,7 @@ from ..layers.conv import ConvNormAct, build_conv
 from ..layers.fusion import build_fusion
 from ..layers.graph import EdgeSpec, FusionGraph, NodeSpec
 from ..layers.resample import UPSAMPLE_MODES, FitSize, MaxPoolSame, Resample, Upsample
-from .base import TOP_BLOCKS, PyramidNeck, build_bottom_up, check_choice
+from .base import TOP_BLOCKS, PyramidNeck, build_bottom_up, check_choice, fpn_top_block
 from .specs import extra_level_nodes, fpn_nodes
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class FPN(PyramidNeck):
             "norm": cfg.MODEL.FPN.NORM,
             "fuse_type": cfg.MODEL.FPN.FUSE_TYPE,
             "upsample": cfg.MODEL.FPN.UPSAMPLE,
-            "top_block": cfg.MODEL.FPN.TOP_BLOCK,
+            "top_block": fpn_top_block(cfg),
             "top_block_in": cfg.MODEL.FPN.TOP_BLOCK_IN,
         }
 

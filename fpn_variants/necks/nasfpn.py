@@ -19,6 +19,7 @@ from .base import (
     check_table_is_read,
     check_type,
     pooled_extra_levels,
+    variant_norm,
 )
 from .specs import NASFPN_CELL, extra_level_nodes, nasfpn_nodes, parse_nasfpn_rows
 
@@ -105,8 +106,8 @@ class NASFPN(PyramidNeck):
                 raise ValueError(
                     f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
                     f"{len(levels)}: levels {levels}; change MODEL.FPN.IN_FEATURES or "
-                    "MODEL.FPN.TOP_BLOCK, or write a cell for them (MODEL.NASFPN.CELL 'custom' "
-                    "and MODEL.NASFPN.BLOCKS)"
+                    "MODEL.FPN.NUM_EXTRA_LEVELS, or write a cell for them (MODEL.NASFPN.CELL "
+                    "'custom' and MODEL.NASFPN.BLOCKS)"
                 )
             blocks = [(lvl - 3 + min_level, op, ab, out) for lvl, op, ab, out in NASFPN_CELLS[cell]]
         table = nasfpn_nodes(blocks, levels)
@@ -188,6 +189,6 @@ class NASFPN(PyramidNeck):
             "blocks": nasfpn.BLOCKS,
             "reference": nasfpn.REFERENCE,
             "separable_conv": nasfpn.SEPARABLE_CONV,
-            "norm": cfg.MODEL.FPN.NORM,
+            "norm": variant_norm(cfg, "NASFPN"),
             "activation": nasfpn.ACTIVATION,
         }
