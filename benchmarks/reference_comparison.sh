@@ -10,6 +10,9 @@ set -euo pipefail
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-output/reference}
 ITERS=${ITERS:-250}
-"$PYTHON" tools/compare.py --necks fpn panet bifpn nasfpn c4 c5 bottom_up top_down fpn_p2 \
+# Every row of the neck registry (fpn_variants/registry.py): fpn panet bifpn nasfpn c4 c5 ...
+NECKS=$("$PYTHON" -c "from fpn_variants.registry import NECK_REGISTRY as R; print(*(r.key for r in R))")
+# shellcheck disable=SC2086  # one word per neck
+"$PYTHON" tools/compare.py --necks $NECKS \
     --detectors faster_rcnn --seeds 1 2 3 --jobs 2 --threads 1 --out "$OUT" \
     SOLVER.MAX_ITER "$ITERS" TEST.EVAL_PERIOD "$((ITERS * 4 / 5))"

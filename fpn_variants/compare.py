@@ -618,6 +618,7 @@ def _ratio(row: Dict, column: str, value: float, digits: int) -> str:
 
 
 def _plot(rows: List[Dict], out: str) -> None:
+    # Imported here (heavy, and its backend must be chosen before pyplot is imported).
     import matplotlib
 
     matplotlib.use("Agg")

@@ -400,6 +400,7 @@ def _onnx_export(model, args, path, input_names, output_names, dynamic_axes) -> 
 def onnx_runner(path: str) -> Callable[..., List[Tensor]]:
     """An onnxruntime (CPU) session of the ONNX file ``path``, as a function: input tensors ->
     list of output tensors."""
+    # Imported here: onnxruntime is an optional (dev) dependency, needed for ONNX files only.
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

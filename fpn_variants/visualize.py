@@ -25,6 +25,7 @@ __all__ = [
 
 
 def _pyplot():
+    # Imported here (heavy, and its backend must be chosen before pyplot is imported).
     import matplotlib
 
     matplotlib.use("Agg")
