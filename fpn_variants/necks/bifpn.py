@@ -6,12 +6,9 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 
-from ..layers.conv import build_conv
-from ..layers.fusion import build_fusion
-from ..layers.graph import FusionGraph, NodeSpec
+from ..layers.graph import NodeSpec
 from ..layers.resample import PoolingEdges
 from .base import (
-    PyramidNeck,
     build_bottom_up,
     check_choice,
     check_table_is_read,
@@ -19,6 +16,7 @@ from .base import (
     pooled_extra_levels,
 )
 from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes, parse_bifpn_rows
+from .stacked import StackedCellsNeck
 
 __all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
 
@@ -26,7 +24,7 @@ __all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
 BIFPN_TOPOLOGIES = {"bifpn": bifpn_nodes, "pan": pan_nodes}
 
 
-class BiFPN(PyramidNeck):
+class BiFPN(StackedCellsNeck):
     """Repeated weighted bidirectional feature-pyramid layers (BiFPN), as automl's reference.
 
     - extra levels above the inputs: P6_in = maxpool(norm(conv1x1(C5))), P7_in = maxpool(P6_in),
@@ -82,7 +80,7 @@ class BiFPN(PyramidNeck):
         super().__init__(bottom_up, in_features, out_channels)
         check_choice("MODEL.BIFPN.TOPOLOGY", topology, [*BIFPN_TOPOLOGIES, "custom"])
         check_choice("MODEL.BIFPN.FUSION", fusion, ("fast_normalized", "softmax", "sum"))
-        check_type("MODEL.BIFPN.NUM_REPEATS", num_repeats, int)
+        self._check_num_repeats("MODEL.BIFPN.NUM_REPEATS", num_repeats)
         for key, value in (
             ("SEPARABLE_CONV", separable_conv),
             ("PRE_ACTIVATION", pre_activation),
@@ -90,8 +88,6 @@ class BiFPN(PyramidNeck):
         ):
             check_type(f"MODEL.BIFPN.{key}", value, bool)
         check_table_is_read("MODEL.BIFPN.NODES", nodes, "MODEL.BIFPN.TOPOLOGY", topology)
-        if num_repeats < 1:
-            raise ValueError(f"MODEL.BIFPN.NUM_REPEATS={num_repeats} must be at least 1")
         if num_extra_levels < 0:
             raise ValueError(f"num_extra_levels={num_extra_levels} must be >= 0")
         min_level = self.input_levels[0]
@@ -100,59 +96,40 @@ class BiFPN(PyramidNeck):
             table, passthrough = custom_nodes(parse_bifpn_rows(nodes), min_level, max_level, fusion)
         else:
             table, passthrough = BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
+        norm_args = dict(norm=norm, norm_eps=norm_eps, norm_momentum=norm_momentum)
         bias = True if redundant_bias else None
-        edges = PoolingEdges(
-            norm=norm,
-            norm_eps=norm_eps,
-            norm_momentum=norm_momentum,
-            bias=bias,
-            overlapping_pool=True,
-        )
+        edges = PoolingEdges(**norm_args, bias=bias, overlapping_pool=True)
+        n = len(self.in_features)
 
-        def make_post(index: int, node: NodeSpec):
-            return build_conv(
-                out_channels,
-                out_channels,
-                3,
+        def first_layer(stem_channels: List[int]) -> Tuple[List[NodeSpec], List[int]]:
+            # A level no node of a custom table writes passes its input through; in the first
+            # layer that is a bottom-up feature, projected to out_channels as on any edge.
+            projected = [i for i in passthrough if stem_channels[i] != out_channels]
+            projections = [
+                NodeSpec(
+                    level=min_level + i, inputs=(i,), fusion=fusion, is_output=True, post=False
+                )
+                for i in projected
+            ]
+            return table + projections, [i for i in passthrough if i not in projected]
+
+        self._build_cells(
+            stem_nodes=extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels),
+            stem_edges=edges,
+            stem_passthrough=range(n),
+            cell_nodes=table,
+            cell_edges=edges,
+            cell_passthrough=passthrough,
+            first_cell=first_layer,
+            num_repeats=num_repeats,
+            post_conv=dict(
+                norm_args,
                 separable=separable_conv,
-                norm=norm,
-                norm_eps=norm_eps,
-                norm_momentum=norm_momentum,
                 bias=bias,
                 activation=activation,
                 pre_act=pre_activation,
-            )
-
-        def graph(levels: List[int], channels: List[int], nodes_, passthrough_) -> FusionGraph:
-            return FusionGraph(
-                levels,
-                channels,
-                nodes_,
-                channels=out_channels,
-                min_level=min_level,
-                make_edge=edges,
-                make_fusion=lambda k, node, src_levels: build_fusion(node.fusion, len(node.inputs)),
-                make_post=make_post,
-                passthrough=passthrough_,
-            )
-
-        n = len(self.in_features)
-        extra = extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels)
-        stem = graph(self.input_levels, self.input_channels, extra, range(n))
-        levels = list(range(min_level, max_level + 1))
-        # A level no node of a custom table writes passes its input through; in the first layer
-        # that is a bottom-up feature, projected to out_channels as on any edge.
-        projected = [i for i in passthrough if stem.output_channels[i] != out_channels]
-        projections = [
-            NodeSpec(level=levels[i], inputs=(i,), fusion=fusion, is_output=True, post=False)
-            for i in projected
-        ]
-        first = [i for i in passthrough if i not in projected]
-        cells = [graph(levels, stem.output_channels, table + projections, first)] + [
-            graph(levels, [out_channels] * len(levels), table, passthrough)
-            for _ in range(num_repeats - 1)
-        ]
-        self._set_graphs(cells, stem=stem, size_divisibility=2**max_level)
+            ),
+        )
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
