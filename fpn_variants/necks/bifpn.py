@@ -1,5 +1,6 @@
 """BiFPN (Tan et al., "EfficientDet: Scalable and Efficient Object Detection", CVPR 2020, 3)."""
 
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from detectron2.config import configurable
@@ -90,29 +91,12 @@ class BiFPN(StackedCellsNeck):
         check_table_is_read("MODEL.BIFPN.NODES", nodes, "MODEL.BIFPN.TOPOLOGY", topology)
         if num_extra_levels < 0:
             raise ValueError(f"num_extra_levels={num_extra_levels} must be >= 0")
-        min_level = self.input_levels[0]
         max_level = self.input_levels[-1] + num_extra_levels
-        if topology == "custom":
-            table, passthrough = custom_nodes(parse_bifpn_rows(nodes), min_level, max_level, fusion)
-        else:
-            table, passthrough = BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
+        table, passthrough = _layer_table(topology, nodes, self.input_levels[0], max_level, fusion)
         norm_args = dict(norm=norm, norm_eps=norm_eps, norm_momentum=norm_momentum)
         bias = True if redundant_bias else None
         edges = PoolingEdges(**norm_args, bias=bias, overlapping_pool=True)
         n = len(self.in_features)
-
-        def first_layer(stem_channels: List[int]) -> Tuple[List[NodeSpec], List[int]]:
-            # A level no node of a custom table writes passes its input through; in the first
-            # layer that is a bottom-up feature, projected to out_channels as on any edge.
-            projected = [i for i in passthrough if stem_channels[i] != out_channels]
-            projections = [
-                NodeSpec(
-                    level=min_level + i, inputs=(i,), fusion=fusion, is_output=True, post=False
-                )
-                for i in projected
-            ]
-            return table + projections, [i for i in passthrough if i not in projected]
-
         self._build_cells(
             stem_nodes=extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels),
             stem_edges=edges,
@@ -120,7 +104,9 @@ class BiFPN(StackedCellsNeck):
             cell_nodes=table,
             cell_edges=edges,
             cell_passthrough=passthrough,
-            first_cell=first_layer,
+            first_cell=partial(
+                _first_layer, table, passthrough, out_channels, self.input_levels[0], fusion
+            ),
             num_repeats=num_repeats,
             post_conv=dict(
                 norm_args,
@@ -149,3 +135,30 @@ class BiFPN(StackedCellsNeck):
             "pre_activation": bifpn.PRE_ACTIVATION,
             "redundant_bias": bifpn.REDUNDANT_BIAS,
         }
+
+
+def _layer_table(
+    topology: str, rows: Sequence, min_level: int, max_level: int, fusion: str
+) -> Tuple[List[NodeSpec], List[int]]:
+    """The node table of a layer and the levels it passes through (custom tables only)."""
+    if topology == "custom":
+        return custom_nodes(parse_bifpn_rows(rows), min_level, max_level, fusion)
+    return BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
+
+
+def _first_layer(
+    table: List[NodeSpec],
+    passthrough: List[int],
+    out_channels: int,
+    min_level: int,
+    fusion: str,
+    stem_channels: List[int],
+) -> Tuple[List[NodeSpec], List[int]]:
+    """The first layer: a level no node of a custom table writes passes its input through, which
+    is a bottom-up feature there, projected to ``out_channels`` as on any edge."""
+    projected = [i for i in passthrough if stem_channels[i] != out_channels]
+    projections = [
+        NodeSpec(level=min_level + i, inputs=(i,), fusion=fusion, is_output=True, post=False)
+        for i in projected
+    ]
+    return table + projections, [i for i in passthrough if i not in projected]
