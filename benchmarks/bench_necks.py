@@ -1,8 +1,10 @@
 """Neck latency of fpn_variants against the peer implementations, in one process.
 
-Each pair runs on identical input tensors (batch 1, eval mode, no grad), timed in turns so that
-machine noise falls on both alike; the ratio ours/peer uses medians. Also reports this machine's
-conv roofline and the fraction of it each neck achieves (fvcore FLOPs / latency / roofline).
+Each pair runs on identical input tensors (batch 1, eval mode, no grad; ours through
+:func:`fpn_variants.optimize.optimize_for_inference`, training steps on the plain model), timed in
+turns so that machine noise falls on both alike; the ratio ours/peer uses medians. Also reports
+this machine's conv roofline and the fraction of it each neck achieves (fvcore FLOPs / latency /
+roofline).
 
     python benchmarks/bench_necks.py [--repeats 10] [--threads 2] [--out output/bench_necks]
 """
@@ -19,6 +21,7 @@ from detectron2.modeling import Backbone
 
 from fpn_variants import FPN, NASFPN, BiFPN, PANet, PyramidNeck
 from fpn_variants.analysis import count_neck_flops, interleaved_latency
+from fpn_variants.optimize import optimize_for_inference
 
 R50 = {2: 256, 3: 512, 4: 1024, 5: 2048}
 
@@ -223,14 +226,14 @@ def main(argv: List[str] = None) -> None:
             results["pairs"][name] = {"skipped": str(e)}
             continue
         pair.peer.eval()
-        pair.ours.eval()
+        flops = count_neck_flops(pair.ours.eval(), pair.feats)  # of the plain model
+        fast = pair._replace(ours=optimize_for_inference(pair.ours))
         with torch.no_grad():
-            diff = None if name in COST_ONLY else max_rel_diff(pair.ours_call(), pair.peer_call())
-        flops = count_neck_flops(pair.ours, pair.feats)
+            diff = None if name in COST_ONLY else max_rel_diff(fast.ours_call(), pair.peer_call())
         with torch.no_grad():
             stats = interleaved_latency(
                 {
-                    "ours": pair.ours_call,
+                    "ours": fast.ours_call,
                     "peer": pair.peer_call,
                     "roofline": lambda: roof_conv(roof_x),
                 },
@@ -254,7 +257,7 @@ def main(argv: List[str] = None) -> None:
             f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}"
         )
         if args.profile:
-            print_profile(pair)
+            print_profile(fast)
         if args.train:
             results["pairs"][name]["train"] = training_step_ratio(pair, args.repeats)
     os.makedirs(args.out, exist_ok=True)

@@ -5,16 +5,13 @@ FLOPs follow fvcore's convention (one fused multiply-add counts as one flop, as 
 matmuls, upsampling, pooling are among them; element-wise ops are not).
 """
 
-import contextlib
 import statistics
 import time
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, List
 
 import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
-
-from .necks.base import PyramidNeck
 
 __all__ = [
     "conv_roofline",
@@ -23,7 +20,6 @@ __all__ = [
     "count_parameters",
     "interleaved_latency",
     "latency_stats",
-    "reference_layout",
 ]
 
 
@@ -36,34 +32,16 @@ def count_parameters(module: nn.Module, exclude_prefix: str = "") -> int:
     )
 
 
-@contextlib.contextmanager
-def reference_layout(model: nn.Module) -> Iterator[None]:
-    """Run the necks in ``model`` on their NCHW path (plain convolutions) inside the block.
-
-    For counting FLOPs: the NHWC inference path computes the same function, partly with GEMMs
-    that fvcore does not all count.
-    """
-    necks = [m for m in model.modules() if isinstance(m, PyramidNeck) and m.channels_last]
-    for neck in necks:
-        neck.set_channels_last(False)
-    try:
-        yield
-    finally:
-        for neck in necks:
-            neck.set_channels_last(True)
-
-
 def count_flops(module: nn.Module, inputs, analysis_class=FlopCountAnalysis) -> int:
     """fvcore FLOPs (multiply-adds) of ``module(*inputs)``; silent about unsupported ops.
 
     ``analysis_class``: fvcore's ``FlopCountAnalysis`` or a subclass, e.g. Detectron2's for a
     detector called on its list of input dicts.
     """
-    with reference_layout(module):
-        analysis = analysis_class(module, inputs)
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        return int(analysis.total())
+    analysis = analysis_class(module, inputs)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    return int(analysis.total())
 
 
 def count_neck_flops(neck: nn.Module, bottom_up_features: Dict[str, torch.Tensor]) -> int:

@@ -44,6 +44,7 @@ from .data import register_coco_instances_from_path
 from .engine import SPLITS, Trainer, apply_dataset_names
 from .io import atomic_write_text
 from .model_zoo.metrics import read_training_metrics
+from .optimize import optimize_for_inference
 from .registry import NECK_REGISTRY
 
 __all__ = [
@@ -127,10 +128,11 @@ def measure_costs(cfg: CfgNode, repeats: int = 10) -> Dict:
         bottom_up_flops = count_flops(model.backbone.bottom_up, (images,))
         features = model.backbone.bottom_up(images)
         neck_flops = count_neck_flops(model.backbone, features)
+        fast = optimize_for_inference(model)
         stats = interleaved_latency(
             {
-                "neck": lambda: model.backbone.forward_neck(features),
-                "model": lambda: model([sample]),
+                "neck": lambda: fast.backbone.forward_neck(features),
+                "model": lambda: fast([sample]),
             },
             repeats=repeats,
         )

@@ -36,6 +36,8 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
+from .optimize import optimize_for_inference
+
 __all__ = [
     "EXPORT_METHODS",
     "FORMATS",
@@ -283,6 +285,9 @@ def export_model(
 ) -> Callable[[Tensor], Any]:
     """Export ``model`` (in eval mode) to ``output_dir`` and return the export as a function.
 
+    What is exported is :func:`~fpn_variants.optimize.optimize_for_inference` of ``model``, which
+    computes the plain model's outputs to float32 rounding; ``model`` itself is left unchanged.
+
     Args:
         model (nn.Module): a detector (GeneralizedRCNN or RetinaNet) or a :class:`Backbone`.
         sample (Tensor): a detector's image (3, H, W), float, in ``cfg.INPUT.FORMAT``; a
@@ -308,7 +313,7 @@ def export_model(
     if not is_backbone:
         _check_detector(model)
     os.makedirs(output_dir, exist_ok=True)
-    model = model.eval()
+    model = optimize_for_inference(model.eval())  # a copy: BN folded, NHWC necks
 
     if fmt == "onnx":
         path = os.path.join(output_dir, "model.onnx")

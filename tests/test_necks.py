@@ -9,6 +9,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
 from fpn_variants import NASFPN, BiFPN
 from fpn_variants.export import script_backbone
+from fpn_variants.optimize import optimize_for_inference
 from fpn_variants.registry import NECK_BUILDERS
 
 from .utils import StridedBackbone, make_cfg
@@ -140,37 +141,68 @@ def test_custom_tables_from_yaml_keys():
     assert list(model(torch.rand(1, 3, 64, 64))) == ["p3", "p4", "p5", "p6", "p7"]
 
 
-@pytest.mark.parametrize("neck", ALL_NECKS)
-def test_fast_inference_path_matches_the_straightforward_one(neck, monkeypatch):
-    """Eval mode folds BN into convs, fuses weighted sums and runs NHWC; outputs stay within
-    1e-5 (relative to their scale) of plain NCHW conv -> BN."""
-    from fpn_variants.layers.conv import (
-        ConvBNAct,
-        ConvNormAct,
-        SeparableConvBNAct,
-        SeparableConvNormAct,
-    )
-
+def _bn_neck_with_statistics(neck: str):
+    """A neck with batch norms whose running statistics are not trivial, in eval mode."""
     cfg = neck_cfg(neck, "p3p7")
     cfg.MODEL.FPN.NORM = "BN"
     model = build_backbone(cfg)
-    model.train()
+    assert model.training  # built in training mode, as by build_model
     with torch.no_grad():  # a few training-mode passes give BN non-trivial running statistics
         for _ in range(3):
             model(torch.rand(2, 3, 96, 64))
-    model.eval()
+    return model.eval()
+
+
+def _norms(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+
+
+@pytest.mark.parametrize("neck", ALL_NECKS)
+def test_optimized_model_matches_the_plain_one(neck):
+    """optimize_for_inference folds BN into convs and runs the neck NHWC; outputs stay within
+    1e-5 (relative to their scale) of the plain model, which it leaves unchanged."""
+    model = _bn_neck_with_statistics(neck)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(1, 3, 96, 64)
+    fast = optimize_for_inference(model)
     with torch.no_grad():
-        fast = model(x)
-        monkeypatch.setattr(ConvBNAct, "conv_norm", ConvNormAct.conv_norm)
-        monkeypatch.setattr(
-            SeparableConvBNAct, "pointwise_norm", SeparableConvNormAct.pointwise_norm
-        )
-        model.set_channels_last(False)
-        plain = model(x)
+        plain, optimized = model(x), fast(x)
+    assert list(optimized) == list(plain)
     for name in plain:
         scale = max(1.0, plain[name].abs().max().item())
-        assert (fast[name] - plain[name]).abs().max().item() <= 1e-5 * scale, name
+        assert (optimized[name] - plain[name]).abs().max().item() <= 1e-5 * scale, name
+    # The BNs are folded and the graphs are NHWC in the copy only.
+    assert _norms(model) and not _norms(fast.cells) and not _norms(fast.stem)
+    assert not all(v.is_contiguous() for v in optimized.values())
+    assert all(v.is_contiguous() for v in plain.values())
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_optimize_for_inference_refuses_a_model_in_training_mode():
+    model = build_backbone(neck_cfg("build_bifpn_backbone", "p3p7"))
+    with pytest.raises(ValueError, match="eval mode.*model.eval"):
+        optimize_for_inference(model)
+    model.eval()
+    model.cells[0].train()  # a part left in training mode
+    with pytest.raises(ValueError, match="cells.0 is in training mode"):
+        optimize_for_inference(model)
+
+
+@pytest.mark.parametrize("neck", ALL_NECKS)
+def test_the_built_model_is_plain(neck):
+    """The builders give conv -> BN blocks with unfolded norms and NCHW convs, in training and
+    eval mode alike (no layout switch on train()/eval())."""
+    from fpn_variants.layers.conv import ConvNormAct, SeparableConvNormAct
+
+    model = build_backbone(neck_cfg(neck, "p3p7"))
+    for mode in (True, False):
+        model.train(mode)
+        blocks = [m for m in model.modules() if isinstance(m, (ConvNormAct, SeparableConvNormAct))]
+        assert {type(b) for b in blocks} <= {ConvNormAct, SeparableConvNormAct}
+        assert all(p.is_contiguous() for p in model.parameters())
+        if neck in ("build_bifpn_backbone", "build_nasfpn_backbone"):
+            assert all(isinstance(b.norm, torch.nn.BatchNorm2d) for b in blocks)
 
 
 @pytest.mark.parametrize(

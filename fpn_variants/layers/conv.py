@@ -7,7 +7,6 @@
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from detectron2.layers import FrozenBatchNorm2d, get_norm
 from fvcore.nn import weight_init
 from torch import nn
@@ -16,9 +15,7 @@ __all__ = [
     "ACTIVATIONS",
     "FOLDABLE_NORMS",
     "NORMS",
-    "ConvBNAct",
     "ConvNormAct",
-    "SeparableConvBNAct",
     "SeparableConvNormAct",
     "build_conv",
     "conv1x1_to_channels_last",
@@ -121,9 +118,6 @@ class ConvNormAct(nn.Conv2d):
     """
 
     pre_act: torch.jit.Final[bool]
-    # Set by the neck in eval mode when it runs NHWC: a 1x1 stride-1 conv then turns an NCHW
-    # input into an NHWC output by :func:`conv1x1_to_channels_last`.
-    gemm_to_channels_last: bool
 
     def __init__(
         self,
@@ -150,50 +144,15 @@ class ConvNormAct(nn.Conv2d):
         self.norm = norm if norm is not None else nn.Identity()
         self.activation = get_activation(activation)
         self.pre_act = pre_act
-        self.gemm_to_channels_last = False
         weight_init.c2_xavier_fill(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre_act:
             x = self.activation(x)
-        x = self.conv_norm(x)
+        x = self.norm(self._conv_forward(x, self.weight, self.bias))
         if not self.pre_act:
             x = self.activation(x)
         return x
-
-    def conv_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.convolve(x, self.weight, self.bias))
-
-    def convolve(
-        self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
-    ) -> torch.Tensor:
-        """This layer's convolution with the given weight and bias."""
-        if self.gemm_to_channels_last and x.is_contiguous():
-            return conv1x1_to_channels_last(x, weight, bias)
-        return F.conv2d(x, weight, bias, self.stride, self.padding)
-
-
-class _FoldsBatchNorm:
-    """Mixin for blocks whose ``norm`` is a batch norm: the folded conv weight and bias."""
-
-    def folded(
-        self, weight: torch.Tensor, bias: Optional[torch.Tensor]
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        norm_weight, norm_bias = self.norm.weight, self.norm.bias
-        mean, var = self.norm.running_mean, self.norm.running_var
-        assert norm_weight is not None and norm_bias is not None
-        assert mean is not None and var is not None
-        return fold_batch_norm(weight, bias, norm_weight, norm_bias, mean, var, self.norm.eps)
-
-
-class ConvBNAct(_FoldsBatchNorm, ConvNormAct):
-    """:class:`ConvNormAct` with a batch norm, folded into the conv in eval mode (one pass)."""
-
-    def conv_norm(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return self.norm(self.convolve(x, self.weight, self.bias))
-        weight, bias = self.folded(self.weight, self.bias)
-        return self.convolve(x, weight, bias)
 
 
 class SeparableConvNormAct(nn.Module):
@@ -237,23 +196,10 @@ class SeparableConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre_act:
             x = self.activation(x)
-        x = self.pointwise_norm(self.depthwise(x))
+        x = self.norm(self.pointwise(self.depthwise(x)))
         if not self.pre_act:
             x = self.activation(x)
         return x
-
-    def pointwise_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.pointwise(x))
-
-
-class SeparableConvBNAct(_FoldsBatchNorm, SeparableConvNormAct):
-    """:class:`SeparableConvNormAct` with a batch norm, folded into the pointwise conv in eval."""
-
-    def pointwise_norm(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return self.norm(self.pointwise(x))
-        weight, bias = self.folded(self.pointwise.weight, self.pointwise.bias)
-        return F.conv2d(x, weight, bias)
 
 
 def build_conv(
@@ -276,10 +222,7 @@ def build_conv(
     keep the bias in front of BN, which ``bias=True`` reproduces.
     """
     norm_layer = get_norm_layer(norm, out_channels, norm_eps, norm_momentum)
-    if isinstance(norm_layer, FOLDABLE_NORMS):
-        block = SeparableConvBNAct if separable else ConvBNAct
-    else:
-        block = SeparableConvNormAct if separable else ConvNormAct
+    block = SeparableConvNormAct if separable else ConvNormAct
     return block(
         in_channels,
         out_channels,

@@ -44,8 +44,6 @@ class EdgeSpec:
 
     Attributes:
         node (int): index of the node in its table.
-        slot (int): position of this input among the node's inputs.
-        source (int): feature id of the input.
         src_level (int), dst_level (int): pyramid levels of the input and of the node.
         in_channels (int), out_channels (int): channels of the input and of the node.
         from_input (bool): whether the input is a graph input (e.g. a bottom-up feature) rather
@@ -53,8 +51,6 @@ class EdgeSpec:
     """
 
     node: int
-    slot: int
-    source: int
     src_level: int
     dst_level: int
     in_channels: int
@@ -156,8 +152,6 @@ class FusionGraph(nn.Module):
                 make_edge(
                     EdgeSpec(
                         node=k,
-                        slot=slot,
-                        source=source,
                         src_level=levels[source],
                         dst_level=spec.level,
                         in_channels=feature_channels[source],
@@ -165,7 +159,7 @@ class FusionGraph(nn.Module):
                         from_input=source < num_inputs,
                     )
                 )
-                for slot, source in enumerate(spec.inputs)
+                for source in spec.inputs
             ]
             fusion = make_fusion(k, spec, [levels[s] for s in spec.inputs])
             post = make_post(k, spec) if spec.post else None

@@ -122,36 +122,25 @@ class MaxPoolSame(nn.Module):
 
 
 class Resample(nn.Module):
-    """One edge of a node graph: optional conv, then optional spatial op (or the reverse).
+    """One edge of a node graph: optional conv, then optional spatial op (the references also
+    convolve before they downsample: TF ``conv_after_downsample=False``).
 
     Shapes: (N, C_in, h, w) -> (N, C_out, H, W), with (H, W) the target level's ``size``.
     """
 
-    conv_first: torch.jit.Final[bool]
-
-    def __init__(
-        self,
-        conv: Optional[nn.Module] = None,
-        spatial: Optional[nn.Module] = None,
-        conv_first: bool = True,
-    ):
+    def __init__(self, conv: Optional[nn.Module] = None, spatial: Optional[nn.Module] = None):
         """
         Args:
             conv (nn.Module or None): a projection or a strided conv; None keeps the channels.
             spatial (nn.Module or None): an :class:`Upsample` or :class:`MaxPoolSame`; None keeps
                 the resolution.
-            conv_first (bool): apply ``conv`` before ``spatial`` (as the references do when
-                downsampling: TF ``conv_after_downsample=False``).
         """
         super().__init__()
         self.conv = conv if conv is not None else nn.Identity()
         self.spatial = spatial if spatial is not None else _KeepSize()
-        self.conv_first = conv_first
 
     def forward(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
-        if self.conv_first:
-            return self.spatial(self.conv(x), size)
-        return self.conv(self.spatial(x, size))
+        return self.spatial(self.conv(x), size)
 
 
 class _KeepSize(nn.Module):

@@ -9,7 +9,6 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
-from ..layers.conv import ConvNormAct
 from ..layers.graph import FusionGraph
 
 __all__ = [
@@ -60,9 +59,6 @@ class PyramidNeck(Backbone):
     # Checkpoint key prefixes of other implementations that load into this one, {theirs: ours}.
     _checkpoint_aliases: Dict[str, str]
     _version = 1
-    # Run the neck in NHWC memory format at inference: oneDNN's convs are 20-60% faster in it on
-    # CPU (training steps are not: they stay NCHW).
-    channels_last: torch.jit.Final[bool]
 
     def __init__(self, bottom_up: Backbone, in_features: Sequence[str], out_channels: int):
         """
@@ -101,7 +97,6 @@ class PyramidNeck(Backbone):
         self.input_channels = [shapes[f].channels for f in in_features]
         self.out_channels = out_channels
         self._checkpoint_aliases = {}
-        self.channels_last = True
 
     def _set_graphs(
         self,
@@ -112,7 +107,6 @@ class PyramidNeck(Backbone):
         """Install the graphs and derive the output names, strides and channels from them."""
         self.stem = stem if stem is not None else _Passthrough()
         self.cells = nn.ModuleList(cells)
-        self.set_channels_last(self.channels_last)
         last = cells[-1]
         self._out_features = [f"p{lvl}" for lvl in last.output_levels]
         self._out_feature_strides = {f"p{lvl}": 2**lvl for lvl in last.output_levels}
@@ -122,30 +116,6 @@ class PyramidNeck(Backbone):
         self.min_level = self.input_levels[0]
         self.num_extra_levels = max(last.output_levels[-1] - self.input_levels[-1], 0)
         self._size_divisibility = size_divisibility
-
-    def set_channels_last(self, enabled: bool) -> None:
-        """Run the neck in NHWC (default, faster on CPU) or NCHW memory format in eval mode.
-
-        Results agree to float32 rounding (different kernel summation orders); NCHW runs the same
-        kernels as Detectron2's FPN, hence bitwise-equal outputs for the same weights.
-        """
-        self.channels_last = enabled
-        self._apply_memory_format()
-
-    def train(self, mode: bool = True) -> "PyramidNeck":
-        super().train(mode)
-        self._apply_memory_format()
-        return self
-
-    def _apply_memory_format(self) -> None:
-        nhwc = self.channels_last and not self.training
-        memory_format = torch.channels_last if nhwc else torch.contiguous_format
-        self.stem.to(memory_format=memory_format)
-        self.cells.to(memory_format=memory_format)
-        # The NCHW bottom-up features become NHWC in the 1x1 convs that read them first.
-        for module in self.modules():
-            if isinstance(module, ConvNormAct) and module.kernel_size == module.stride == (1, 1):
-                module.gemm_to_channels_last = nhwc
 
     @property
     def size_divisibility(self) -> int:

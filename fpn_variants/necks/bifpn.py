@@ -1,17 +1,15 @@
 """BiFPN (Tan et al., "EfficientDet: Scalable and Efficient Object Detection", CVPR 2020, 3)."""
 
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 
-from ..layers.conv import build_conv
-from ..layers.fusion import build_fusion
-from ..layers.graph import FusionGraph, NodeSpec
+from ..layers.graph import NodeSpec
 from ..layers.resample import PoolingEdges
 from .base import (
-    PyramidNeck,
     build_bottom_up,
     check_choice,
     check_table_is_read,
@@ -20,6 +18,7 @@ from .base import (
     variant_norm,
 )
 from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes, parse_bifpn_rows
+from .stacked import StackedCellsNeck
 
 __all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
 
@@ -27,7 +26,7 @@ __all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
 BIFPN_TOPOLOGIES = {"bifpn": bifpn_nodes, "pan": pan_nodes}
 
 
-class BiFPN(PyramidNeck):
+class BiFPN(StackedCellsNeck):
     """Repeated weighted bidirectional feature-pyramid layers (BiFPN), as automl's reference.
 
     - extra levels above the inputs: P6_in = maxpool(norm(conv1x1(C5))), P7_in = maxpool(P6_in),
@@ -83,7 +82,7 @@ class BiFPN(PyramidNeck):
         super().__init__(bottom_up, in_features, out_channels)
         check_choice("MODEL.BIFPN.TOPOLOGY", topology, [*BIFPN_TOPOLOGIES, "custom"])
         check_choice("MODEL.BIFPN.FUSION", fusion, ("fast_normalized", "softmax", "sum"))
-        check_type("MODEL.BIFPN.NUM_REPEATS", num_repeats, int)
+        self._check_num_repeats("MODEL.BIFPN.NUM_REPEATS", num_repeats)
         for key, value in (
             ("SEPARABLE_CONV", separable_conv),
             ("PRE_ACTIVATION", pre_activation),
@@ -91,69 +90,33 @@ class BiFPN(PyramidNeck):
         ):
             check_type(f"MODEL.BIFPN.{key}", value, bool)
         check_table_is_read("MODEL.BIFPN.NODES", nodes, "MODEL.BIFPN.TOPOLOGY", topology)
-        if num_repeats < 1:
-            raise ValueError(f"MODEL.BIFPN.NUM_REPEATS={num_repeats} must be at least 1")
         if num_extra_levels < 0:
             raise ValueError(f"num_extra_levels={num_extra_levels} must be >= 0")
-        min_level = self.input_levels[0]
         max_level = self.input_levels[-1] + num_extra_levels
-        if topology == "custom":
-            table, passthrough = custom_nodes(parse_bifpn_rows(nodes), min_level, max_level, fusion)
-        else:
-            table, passthrough = BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
+        table, passthrough = _layer_table(topology, nodes, self.input_levels[0], max_level, fusion)
+        norm_args = dict(norm=norm, norm_eps=norm_eps, norm_momentum=norm_momentum)
         bias = True if redundant_bias else None
-        edges = PoolingEdges(
-            norm=norm,
-            norm_eps=norm_eps,
-            norm_momentum=norm_momentum,
-            bias=bias,
-            overlapping_pool=True,
-        )
-
-        def make_post(index: int, node: NodeSpec):
-            return build_conv(
-                out_channels,
-                out_channels,
-                3,
+        edges = PoolingEdges(**norm_args, bias=bias, overlapping_pool=True)
+        n = len(self.in_features)
+        self._build_cells(
+            stem_nodes=extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels),
+            stem_edges=edges,
+            stem_passthrough=range(n),
+            cell_nodes=table,
+            cell_edges=edges,
+            cell_passthrough=passthrough,
+            first_cell=partial(
+                _first_layer, table, passthrough, out_channels, self.input_levels[0], fusion
+            ),
+            num_repeats=num_repeats,
+            post_conv=dict(
+                norm_args,
                 separable=separable_conv,
-                norm=norm,
-                norm_eps=norm_eps,
-                norm_momentum=norm_momentum,
                 bias=bias,
                 activation=activation,
                 pre_act=pre_activation,
-            )
-
-        def graph(levels: List[int], channels: List[int], nodes_, passthrough_) -> FusionGraph:
-            return FusionGraph(
-                levels,
-                channels,
-                nodes_,
-                channels=out_channels,
-                min_level=min_level,
-                make_edge=edges,
-                make_fusion=lambda k, node, src_levels: build_fusion(node.fusion, len(node.inputs)),
-                make_post=make_post,
-                passthrough=passthrough_,
-            )
-
-        n = len(self.in_features)
-        extra = extra_level_nodes(n - 1, self.input_levels[-1], n, num_extra_levels)
-        stem = graph(self.input_levels, self.input_channels, extra, range(n))
-        levels = list(range(min_level, max_level + 1))
-        # A level no node of a custom table writes passes its input through; in the first layer
-        # that is a bottom-up feature, projected to out_channels as on any edge.
-        projected = [i for i in passthrough if stem.output_channels[i] != out_channels]
-        projections = [
-            NodeSpec(level=levels[i], inputs=(i,), fusion=fusion, is_output=True, post=False)
-            for i in projected
-        ]
-        first = [i for i in passthrough if i not in projected]
-        cells = [graph(levels, stem.output_channels, table + projections, first)] + [
-            graph(levels, [out_channels] * len(levels), table, passthrough)
-            for _ in range(num_repeats - 1)
-        ]
-        self._set_graphs(cells, stem=stem, size_divisibility=2**max_level)
+            ),
+        )
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
@@ -173,3 +136,30 @@ class BiFPN(PyramidNeck):
             "pre_activation": bifpn.PRE_ACTIVATION,
             "redundant_bias": bifpn.REDUNDANT_BIAS,
         }
+
+
+def _layer_table(
+    topology: str, rows: Sequence, min_level: int, max_level: int, fusion: str
+) -> Tuple[List[NodeSpec], List[int]]:
+    """The node table of a layer and the levels it passes through (custom tables only)."""
+    if topology == "custom":
+        return custom_nodes(parse_bifpn_rows(rows), min_level, max_level, fusion)
+    return BIFPN_TOPOLOGIES[topology](min_level, max_level, fusion), []
+
+
+def _first_layer(
+    table: List[NodeSpec],
+    passthrough: List[int],
+    out_channels: int,
+    min_level: int,
+    fusion: str,
+    stem_channels: List[int],
+) -> Tuple[List[NodeSpec], List[int]]:
+    """The first layer: a level no node of a custom table writes passes its input through, which
+    is a bottom-up feature there, projected to ``out_channels`` as on any edge."""
+    projected = [i for i in passthrough if stem_channels[i] != out_channels]
+    projections = [
+        NodeSpec(level=min_level + i, inputs=(i,), fusion=fusion, is_output=True, post=False)
+        for i in projected
+    ]
+    return table + projections, [i for i in passthrough if i not in projected]

@@ -1,6 +1,6 @@
 """FPN (Lin et al., "Feature Pyramid Networks for Object Detection", CVPR 2017, section 3)."""
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
@@ -14,9 +14,6 @@ from ..layers.resample import UPSAMPLE_MODES, FitSize, MaxPoolSame, Resample, Up
 from .base import TOP_BLOCKS, PyramidNeck, build_bottom_up, check_choice, fpn_top_block
 from .specs import extra_level_nodes, fpn_nodes
 
-if TYPE_CHECKING:
-    from .panet import BottomUpPath
-
 __all__ = ["FPN", "TopDownEdges"]
 
 
@@ -29,7 +26,7 @@ class TopDownEdges:
     - levels above the inputs are the top block: "maxpool" subsamples by 2 (kernel 1, stride 2),
       "p6p7" applies a 3x3 stride-2 conv, preceded by ReLU when its source is itself an extra
       level (P7 = conv(ReLU(P6)), RetinaNet);
-    - a finer source (a bottom-up edge, PANet) is handed to ``downsample``.
+    - a finer source (a bottom-up edge, e.g. PANet's) is handed to ``downsample``.
     """
 
     def __init__(
@@ -39,7 +36,7 @@ class TopDownEdges:
         upsample: str,
         top_block: str,
         max_input_level: int,
-        downsample: Optional[Callable[[EdgeSpec], nn.Module]] = None,
+        downsample: Callable[[EdgeSpec], nn.Module],
     ):
         self.norm = norm
         self.upsample = upsample
@@ -68,11 +65,6 @@ class TopDownEdges:
         if edge.src_level > edge.dst_level:
             factor = 2 ** (edge.src_level - edge.dst_level)
             return Resample(spatial=Upsample(factor, self.upsample, edge.in_channels))
-        if self.downsample is None:
-            raise ValueError(
-                f"node {edge.node} reads a finer level ({edge.src_level} -> {edge.dst_level}), "
-                "but this neck has no bottom-up path"
-            )
         return self.downsample(edge)
 
 
@@ -82,6 +74,10 @@ class FPN(PyramidNeck):
 
     Checkpoints of Detectron2's ``FPN`` (``fpn_lateral<l>``, ``fpn_output<l>``,
     ``top_block.p6/p7``) load into it unchanged.
+
+    Subclasses change the graph through three hooks, called while ``__init__`` builds it:
+    :meth:`_node_table` (the nodes over the inputs), :meth:`_post` (the block after a node's
+    fusion) and :meth:`_downsample` (the edge from a finer level, which FPN has none of).
 
     Example::
 
@@ -103,7 +99,6 @@ class FPN(PyramidNeck):
         upsample: str = "nearest",
         top_block: str = "maxpool",
         top_block_in: str = "",
-        bottom_up_path: Optional["BottomUpPath"] = None,
     ):
         """
         Args:
@@ -118,33 +113,22 @@ class FPN(PyramidNeck):
                 stride-2 3x3 convs, ReLU before P7) or "" (none).
             top_block_in (str): input of "p6p7": the last of ``in_features`` (e.g. "res5",
                 RetinaNet) or the last pyramid output (e.g. "p5", FCOS). Default: the former.
-            bottom_up_path (BottomUpPath or None): PANet's path augmentation
-                (:class:`fpn_variants.necks.panet.BottomUpPath`); None for the plain FPN.
         """
         super().__init__(bottom_up, in_features, out_channels)
         check_choice("MODEL.FPN.FUSE_TYPE", fuse_type, ("sum", "avg"))
         check_choice("MODEL.FPN.UPSAMPLE", upsample, UPSAMPLE_MODES)
         check_choice("MODEL.FPN.TOP_BLOCK", top_block, TOP_BLOCKS)
-        num_inputs, min_level = len(self.in_features), self.input_levels[0]
-        nodes = self._node_table(num_inputs, min_level, fuse_type)
-        num_fpn_nodes = len(nodes)
-        if bottom_up_path is not None:
-            nodes = bottom_up_path.node_table(num_inputs, min_level, fuse_type)
+        self._norm = norm
+        min_level = self.input_levels[0]
+        nodes = self._node_table(len(self.in_features), min_level, fuse_type)
         top_nodes = self._top_block(nodes, top_block, top_block_in)
         edges = TopDownEdges(
             norm=norm,
             upsample=upsample,
             top_block=top_block,
             max_input_level=self.input_levels[-1],
-            downsample=bottom_up_path.downsample if bottom_up_path is not None else None,
+            downsample=self._downsample,
         )
-
-        def make_post(index: int, node: NodeSpec) -> nn.Module:
-            if index >= num_fpn_nodes:
-                return bottom_up_path.post(out_channels)
-            # 3x3 output conv (+ norm), no activation (paper: no non-linearities).
-            return build_conv(out_channels, out_channels, 3, norm=norm)
-
         cell = FusionGraph(
             self.input_levels,
             self.input_channels,
@@ -153,15 +137,27 @@ class FPN(PyramidNeck):
             min_level=min_level,
             make_edge=edges,
             make_fusion=lambda k, node, src_levels: build_fusion(node.fusion, len(node.inputs)),
-            make_post=make_post,
+            make_post=self._post,
         )
         self._set_graphs([cell], size_divisibility=2 ** self.input_levels[-1])
         self._checkpoint_aliases = self._detectron2_aliases(len(nodes), top_block)
 
     def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:
-        """The nodes over the inputs (subclasses: other layouts with the same edges and 3x3
-        output convs)."""
+        """Hook: the nodes over the inputs (ids ``0..num_inputs-1``, levels from ``min_level``),
+        fused by ``fuse_type``; the top block is added after them."""
         return fpn_nodes(num_inputs, min_level, fuse_type)
+
+    def _post(self, index: int, node: NodeSpec) -> nn.Module:
+        """Hook: the block after the fusion of node ``index`` (``node.post`` nodes only)."""
+        # 3x3 output conv (+ norm), no activation (paper: no non-linearities).
+        return build_conv(self.out_channels, self.out_channels, 3, norm=self._norm)
+
+    def _downsample(self, edge: EdgeSpec) -> nn.Module:
+        """Hook: the resampler of an edge from a finer level below the top block."""
+        raise ValueError(
+            f"node {edge.node} reads a finer level ({edge.src_level} -> {edge.dst_level}), "
+            "but this neck has no bottom-up path"
+        )
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
@@ -191,8 +187,8 @@ class FPN(PyramidNeck):
             source_name = f"p{top}"
             if not outputs:
                 raise ValueError(
-                    f"MODEL.FPN.TOP_BLOCK='maxpool' subsamples the output at level {top}, which "
-                    "this neck does not produce: set MODEL.FPN.TOP_BLOCK to ''"
+                    f"a 'maxpool' extra level subsamples the output at level {top}, which this "
+                    "neck does not produce: set MODEL.FPN.NUM_EXTRA_LEVELS to 0"
                 )
         source_name = source_name or self.in_features[-1]
         check_choice("MODEL.FPN.TOP_BLOCK_IN", source_name, list(sources))

@@ -1,6 +1,7 @@
 """NAS-FPN (Ghiasi et al., "NAS-FPN: Learning Scalable Feature Pyramid Architecture for Object
 Detection", CVPR 2019), following the authors' TF code (TF Model Garden ``nasfpn.py``)."""
 
+from functools import partial
 from typing import Dict, List, Sequence, Tuple
 
 from detectron2.config import configurable
@@ -8,12 +9,10 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 from torch import nn
 
-from ..layers.conv import build_conv
 from ..layers.fusion import build_fusion
-from ..layers.graph import FusionGraph, NodeSpec
+from ..layers.graph import NodeSpec
 from ..layers.resample import PoolingEdges
 from .base import (
-    PyramidNeck,
     build_bottom_up,
     check_choice,
     check_table_is_read,
@@ -22,6 +21,7 @@ from .base import (
     variant_norm,
 )
 from .specs import NASFPN_CELL, extra_level_nodes, nasfpn_nodes, parse_nasfpn_rows
+from .stacked import StackedCellsNeck
 
 __all__ = ["NASFPN", "NASFPN_CELLS"]
 
@@ -36,13 +36,13 @@ NASFPN_CELLS: Dict[str, Sequence[Block]] = {
 # Settings that differ between the authors' TF code and mmdetection's NASFPN.
 _REFERENCES = {
     # gate = the input from the coarser level (ties: the first), max-pooled; TF BN settings.
-    "tf": dict(gate="coarser", pool="max", lateral_bias=True, project_extra=False, bn=(1e-3, 0.01)),
+    "tf": dict(gate="coarser", pool="max", lateral_bias=True, bn=(1e-3, 0.01)),
     # gate = the input from the finer level, average-pooled; PyTorch BN defaults.
-    "mmdet": dict(gate="finer", pool="avg", lateral_bias=None, project_extra=True, bn=(None, None)),
+    "mmdet": dict(gate="finer", pool="avg", lateral_bias=None, bn=(None, None)),
 }
 
 
-class NASFPN(PyramidNeck):
+class NASFPN(StackedCellsNeck):
     """Stacked NAS-FPN cells of the published topology (:data:`specs.NASFPN_CELL`).
 
     - inputs: each bottom-up feature projected by 1x1 conv + BN (TF: only when its channels
@@ -90,66 +90,13 @@ class NASFPN(PyramidNeck):
         super().__init__(bottom_up, in_features, out_channels)
         check_choice("MODEL.NASFPN.CELL", cell, [*NASFPN_CELLS, "custom"])
         check_choice("MODEL.NASFPN.REFERENCE", reference, list(_REFERENCES))
-        check_type("MODEL.NASFPN.NUM_REPEATS", num_repeats, int)
+        self._check_num_repeats("MODEL.NASFPN.NUM_REPEATS", num_repeats)
         check_type("MODEL.NASFPN.SEPARABLE_CONV", separable_conv, bool)
         check_table_is_read("MODEL.NASFPN.BLOCKS", blocks, "MODEL.NASFPN.CELL", cell)
-        if num_repeats < 1:
-            raise ValueError(f"MODEL.NASFPN.NUM_REPEATS={num_repeats} must be at least 1")
         ref = _REFERENCES[reference]
         eps, momentum = ref["bn"]
         min_level = self.input_levels[0]
         levels = list(range(min_level, self.input_levels[-1] + num_extra_levels + 1))
-        if cell == "custom":
-            blocks = parse_nasfpn_rows(blocks)
-        else:
-            if len(levels) != 5:
-                raise ValueError(
-                    f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
-                    f"{len(levels)}: levels {levels}; change MODEL.FPN.IN_FEATURES or "
-                    "MODEL.FPN.NUM_EXTRA_LEVELS, or write a cell for them (MODEL.NASFPN.CELL "
-                    "'custom' and MODEL.NASFPN.BLOCKS)"
-                )
-            blocks = [(lvl - 3 + min_level, op, ab, out) for lvl, op, ab, out in NASFPN_CELLS[cell]]
-        table = nasfpn_nodes(blocks, levels)
-
-        def make_fusion(index: int, node: NodeSpec, src_levels: List[int]) -> nn.Module:
-            if node.fusion != "global_attention":
-                return build_fusion(node.fusion, len(node.inputs))
-            # The gate input A of O = A + B * sigmoid(pool(A)); ties go to the first input.
-            if ref["gate"] == "coarser":
-                first_is_gate = src_levels[0] >= src_levels[1]
-            else:
-                first_is_gate = src_levels[0] <= src_levels[1]
-            gate = 0 if first_is_gate else 1
-            return build_fusion(node.fusion, len(node.inputs), gate_index=gate, pool=ref["pool"])
-
-        def make_post(index: int, node: NodeSpec) -> nn.Module:
-            return build_conv(
-                out_channels,
-                out_channels,
-                3,
-                separable=separable_conv,
-                norm=norm,
-                norm_eps=eps,
-                norm_momentum=momentum,
-                bias=True,
-                activation=activation,
-                pre_act=True,
-            )
-
-        def graph(in_levels, in_channels, nodes, edges, passthrough=()) -> FusionGraph:
-            return FusionGraph(
-                in_levels,
-                in_channels,
-                nodes,
-                channels=out_channels,
-                min_level=min_level,
-                make_edge=edges,
-                make_fusion=make_fusion,
-                make_post=make_post,
-                passthrough=passthrough,
-            )
-
         n = len(self.in_features)
         laterals = [
             NodeSpec(level=lvl, inputs=(i,), is_output=True, post=False)
@@ -163,18 +110,23 @@ class NASFPN(PyramidNeck):
             bias=ref["lateral_bias"],
             always_project=reference == "mmdet",
         )
-        stem = graph(self.input_levels, self.input_channels, laterals + extra, lateral_edges)
-        cell_edges = PoolingEdges()
-        cells = [
-            graph(
-                levels,
-                stem.output_channels if i == 0 else [out_channels] * len(levels),
-                table,
-                cell_edges,
-            )
-            for i in range(num_repeats)
-        ]
-        self._set_graphs(cells, stem=stem, size_divisibility=2 ** levels[-1])
+        self._build_cells(
+            stem_nodes=laterals + extra,
+            stem_edges=lateral_edges,
+            cell_nodes=nasfpn_nodes(_cell_blocks(cell, blocks, levels), levels),
+            cell_edges=PoolingEdges(),
+            num_repeats=num_repeats,
+            post_conv=dict(
+                separable=separable_conv,
+                norm=norm,
+                norm_eps=eps,
+                norm_momentum=momentum,
+                bias=True,
+                activation=activation,
+                pre_act=True,
+            ),
+            make_fusion=partial(_merge, gate=ref["gate"], pool=ref["pool"]),
+        )
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
@@ -192,3 +144,30 @@ class NASFPN(PyramidNeck):
             "norm": variant_norm(cfg, "NASFPN"),
             "activation": nasfpn.ACTIVATION,
         }
+
+
+def _cell_blocks(cell: str, blocks: Sequence[Block], levels: List[int]) -> List[Block]:
+    """The blocks of a named cell shifted to ``levels``, or the checked custom ``blocks``."""
+    if cell == "custom":
+        return parse_nasfpn_rows(blocks)
+    if len(levels) != 5:
+        raise ValueError(
+            f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
+            f"{len(levels)}: levels {levels}; change MODEL.FPN.IN_FEATURES or "
+            "MODEL.FPN.NUM_EXTRA_LEVELS, or write a cell for them (MODEL.NASFPN.CELL 'custom' "
+            "and MODEL.NASFPN.BLOCKS)"
+        )
+    return [(lvl - 3 + levels[0], op, ab, out) for lvl, op, ab, out in NASFPN_CELLS[cell]]
+
+
+def _merge(index: int, node: NodeSpec, src_levels: List[int], gate: str, pool: str) -> nn.Module:
+    """The fusion of a merge block; global attention gates by the input that ``gate`` names."""
+    if node.fusion != "global_attention":
+        return build_fusion(node.fusion, len(node.inputs))
+    # The gate input A of O = A + B * sigmoid(pool(A)); ties go to the first input.
+    if gate == "coarser":
+        first_is_gate = src_levels[0] >= src_levels[1]
+    else:
+        first_is_gate = src_levels[0] <= src_levels[1]
+    gate_index = 0 if first_is_gate else 1
+    return build_fusion(node.fusion, len(node.inputs), gate_index=gate_index, pool=pool)

@@ -14,47 +14,17 @@ from .base import check_choice
 from .fpn import FPN
 from .specs import panet_nodes
 
-__all__ = ["BottomUpPath", "PANet"]
-
-
-class BottomUpPath:
-    """PANet's bottom-up path augmentation over the FPN outputs P_min..P_max.
-
-    N_min = P_min; N_{l+1} = conv3x3(conv3x3_stride2(N_l) + P_{l+1}), every conv followed by the
-    norm and ``activation`` (paper: "all convolutional layers are followed by a ReLU").
-    ``ordering`` picks the official chain or mmdetection's PAFPN order
-    (see :func:`fpn_variants.necks.specs.panet_nodes`).
-    """
-
-    def __init__(self, *, norm: str = "", activation: str = "relu", ordering: str = "official"):
-        check_choice("MODEL.PANET.ACTIVATION", activation, ACTIVATIONS)
-        check_choice("MODEL.PANET.ORDERING", ordering, ("official", "mmdet"))
-        self.norm = norm
-        self.activation = activation
-        self.ordering = ordering
-
-    def node_table(self, num_inputs: int, min_level: int, fusion: str) -> List[NodeSpec]:
-        return panet_nodes(num_inputs, min_level, fusion, self.ordering)
-
-    def downsample(self, edge: EdgeSpec) -> nn.Module:
-        """The stride-2 3x3 conv (+ norm + activation) from N_l (or M_l) to level l+1."""
-        conv = build_conv(
-            edge.in_channels,
-            edge.out_channels,
-            3,
-            stride=2,
-            norm=self.norm,
-            activation=self.activation,
-        )
-        return Resample(conv=conv, spatial=FitSize())
-
-    def post(self, channels: int) -> nn.Module:
-        """The 3x3 conv (+ norm + activation) that finishes N_l."""
-        return build_conv(channels, channels, 3, norm=self.norm, activation=self.activation)
+__all__ = ["PANet"]
 
 
 class PANet(FPN):
     """FPN followed by PANet's bottom-up path augmentation; outputs N_min..N_max (+ top block).
+
+    N_min = P_min; N_{l+1} = conv3x3(conv3x3_stride2(N_l) + P_{l+1}), every conv of the path
+    followed by the norm and ``activation`` (paper: "all convolutional layers are followed by a
+    ReLU"). It is FPN with FPN's hooks overridden: the node table
+    (:func:`fpn_variants.necks.specs.panet_nodes`), the downsampling edges and the post blocks of
+    the path.
 
     The FPN part keeps Detectron2's layout, so a Detectron2 FPN checkpoint initialises it (the
     bottom-up path then starts from scratch: load such weights with ``strict=False``).
@@ -83,7 +53,12 @@ class PANet(FPN):
                 (mmdetection's PAFPN: the pre-conv running sum is downsampled).
             others: as :class:`FPN`; "maxpool" and "p6p7" from "p<max>" read N_max.
         """
-        path = BottomUpPath(norm=norm, activation=activation, ordering=ordering)
+        check_choice("MODEL.PANET.ACTIVATION", activation, ACTIVATIONS)
+        check_choice("MODEL.PANET.ORDERING", ordering, ("official", "mmdet"))
+        # Read by the hooks, which FPN.__init__ calls.
+        self._activation = activation
+        self._ordering = ordering
+        self._path_start = 0
         super().__init__(
             bottom_up=bottom_up,
             in_features=in_features,
@@ -93,7 +68,27 @@ class PANet(FPN):
             upsample=upsample,
             top_block=top_block,
             top_block_in=top_block_in,
-            bottom_up_path=path,
+        )
+
+    def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:
+        # The FPN's nodes come first, then the path's.
+        self._path_start = len(super()._node_table(num_inputs, min_level, fuse_type))
+        return panet_nodes(num_inputs, min_level, fuse_type, self._ordering)
+
+    def _post(self, index: int, node: NodeSpec) -> nn.Module:
+        if index < self._path_start:
+            return super()._post(index, node)
+        # The 3x3 conv (+ norm + activation) that finishes N_l.
+        return self._path_conv(stride=1)
+
+    def _downsample(self, edge: EdgeSpec) -> nn.Module:
+        """The stride-2 3x3 conv (+ norm + activation) from N_l (or M_l) to level l+1."""
+        return Resample(conv=self._path_conv(stride=2), spatial=FitSize())
+
+    def _path_conv(self, stride: int) -> nn.Module:
+        channels = self.out_channels
+        return build_conv(
+            channels, channels, 3, stride=stride, norm=self._norm, activation=self._activation
         )
 
     @classmethod
