@@ -57,7 +57,7 @@ from detectron2.engine import (
     default_setup,
 )
 from detectron2.engine import launch as detectron2_launch
-from detectron2.engine.defaults import create_ddp_model
+from detectron2.engine.defaults import create_ddp_model as detectron2_create_ddp_model
 from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
 from detectron2.utils import comm
@@ -93,6 +93,7 @@ __all__ = [
     "argument_parser",
     "base_argument_parser",
     "claim_output_dir",
+    "create_ddp_model",
     "launch",
     "register_datasets_from_args",
     "run_from_command_line",
@@ -139,14 +140,16 @@ def claim_output_dir(output_dir: str) -> None:
         raise LockHeldError(*refusal)
 
 
-def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
-    """``create_ddp_model`` that also works for a model on the CPU (GLOO)."""
+def create_ddp_model(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
+    """Detectron2's ``create_ddp_model(model, **options)`` that also works for a model on the CPU
+    (GLOO): there DDP takes no ``device_ids`` (Detectron2 passes [local_rank], which DDP rejects)
+    and the CUDA communication hook ``fp16_compression`` is left out."""
     if comm.get_world_size() == 1:
         return model
     if next(model.parameters()).device.type == "cuda":
-        return create_ddp_model(model, broadcast_buffers=False)
-    # CPU modules take no device_ids (Detectron2 passes [local_rank], which DDP rejects).
-    return DistributedDataParallel(model, broadcast_buffers=False)
+        return detectron2_create_ddp_model(model, **options)
+    options.pop("fp16_compression", None)
+    return DistributedDataParallel(model, **options)
 
 
 class SeedEachIteration(HookBase):
@@ -265,7 +268,7 @@ class Trainer(DefaultTrainer):
         self._sampler = find_resumable_sampler(data_loader)
         # Seed of the data stream and of every iteration's RNGs; a resume takes the saved one.
         self.seed = self._sampler.seed if self._sampler is not None else resolve_seed(cfg)
-        model = _create_ddp_model(model)
+        model = create_ddp_model(model, broadcast_buffers=False)
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
