@@ -28,10 +28,8 @@ import logging
 import math
 import multiprocessing
 import os
-import shutil
 import sys
 import time
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -40,7 +38,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
-from ..io import FileLock
+from ..io import FileLock, replace_dir, staging_dir
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -528,20 +526,10 @@ def generate_synthetic_dataset(
             return paths
         start = time.perf_counter()
         logger.info(f"Generating synthetic dataset {dataset_dir} (splits: {list(splits)}) ...")
-        tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
+        with staging_dir(dataset_dir) as tmp:
             for split, spec in splits.items():
                 _write_split(tmp, split, spec)
-            old = None
-            if os.path.exists(dataset_dir):
-                old = os.path.join(parent, f".{name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-                os.rename(dataset_dir, old)
-            os.rename(tmp, dataset_dir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
+            replace_dir(tmp, dataset_dir)
         logger.info(
             f"Generated {sum(s.num_images for s in splits.values())} images in "
             f"{time.perf_counter() - start:.1f} s."

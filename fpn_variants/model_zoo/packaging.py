@@ -6,10 +6,7 @@ import io
 import logging
 import os
 import platform
-import shutil
 import subprocess
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -20,7 +17,7 @@ from detectron2.modeling import build_model
 
 from .. import __version__
 from ..backbone import ALL_BUILDERS
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, replace_dir, staging_dir
 from .configs import init_weights, packaged_config, read_training_config, source_config_path
 from .manifest import (
     NECK_NAMES,
@@ -194,10 +191,8 @@ def package(
         "version": __version__,
     }
 
-    releases_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=releases_dir))
-    staging.chmod(0o755)  # mkdtemp makes it private; a release is as readable as its files
-    try:
+    with staging_dir(release_dir) as staging_path:
+        staging = Path(staging_path)
         buffer = io.BytesIO()
         torch.save({"model": model.state_dict(), META_KEY: meta}, buffer)
         weights_data = buffer.getvalue()
@@ -241,8 +236,6 @@ def package(
             _check_free(name, manifest_path, release_dir, overwrite)  # another process won?
             data["models"][name] = entry
             _install(staging, release_dir, zoo_config, config_text, manifest_path, data)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info(f"Released {name!r} in {release_dir} (sha256 {digest}); manifest {manifest_path}")
     return entry
 
@@ -257,26 +250,17 @@ def _install(
 ) -> None:
     """Move the staged release into place, then write the config copy and the manifest; undo
     everything if a step fails."""
-    old_dir = None
-    if release_dir.exists():
-        old_dir = release_dir.with_name(f".{release_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(release_dir, old_dir)
     old_config = zoo_config.read_bytes() if zoo_config.exists() else None
-    moved = False
-    try:
-        os.replace(staging, release_dir)
-        moved = True
+
+    def config_and_manifest() -> None:
         atomic_write_text(zoo_config, config_text)
         write_manifest(manifest_path, manifest_data)
+
+    try:
+        replace_dir(staging, release_dir, then=config_and_manifest)
     except BaseException:
-        if moved:
-            shutil.rmtree(release_dir, ignore_errors=True)
-        if old_dir is not None:
-            os.replace(old_dir, release_dir)
         if old_config is None:
             zoo_config.unlink(missing_ok=True)
         else:
             atomic_write_bytes(zoo_config, old_config)
         raise
-    if old_dir is not None:
-        shutil.rmtree(old_dir, ignore_errors=True)
