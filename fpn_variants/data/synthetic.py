@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_SPLITS",
     "DATASET_DIRNAME",
     "generate_synthetic_dataset",
+    "render_image",
     "render_sample",
     "size_mix",
 ]
@@ -461,14 +462,20 @@ def _info(split: str, spec: SyntheticSpec) -> dict:
     }
 
 
-def _write_image(image_dir: str, spec: SyntheticSpec, index: int) -> List[dict]:
-    """Render image ``index`` of a split, write it, return its annotations (no ids)."""
+def render_image(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dict]]:
+    """Image ``index`` of the split ``spec`` and its annotations (:func:`render_sample` with the
+    image's own seed)."""
     rng = np.random.default_rng([spec.seed, index])
     with warnings.catch_warnings():
         # pycocotools 2.0.x under numpy 2: "__array__ implementation doesn't accept a copy
         # keyword", once per decoded mask.
         warnings.simplefilter("ignore", DeprecationWarning)
-        image, anns = render_sample(rng, spec)
+        return render_sample(rng, spec)
+
+
+def _write_image(image_dir: str, spec: SyntheticSpec, index: int) -> List[dict]:
+    """Render image ``index`` of a split, write it, return its annotations (no ids)."""
+    image, anns = render_image(spec, index)
     path = os.path.join(image_dir, f"{index:06d}.jpg")
     Image.fromarray(image).save(path, quality=spec.jpeg_quality)
     return anns

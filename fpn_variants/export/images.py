@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.synthetic import SyntheticSpec, render_image
+
 __all__ = ["sample_image", "synthetic_image"]
 
 
@@ -25,18 +27,10 @@ def sample_image(cfg, path: Optional[str] = None) -> Tensor:
 
 
 def synthetic_image(height: int = 128, width: int = 128, seed: int = 0) -> Tensor:
-    """A deterministic (3, H, W) float32 image in [0, 255]: a smooth background with a few
-    flat-coloured rectangles and discs, so detectors have edges to respond to."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([60 + 80 * xx / width, 60 + 80 * yy / height, 100 + 0 * xx]).astype(np.float32)
-    for k in range(6):
-        color = rng.uniform(0, 255, size=(3, 1)).astype(np.float32)
-        cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
-        ry, rx = rng.uniform(0.08, 0.3) * height, rng.uniform(0.08, 0.3) * width
-        if k % 2:
-            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        else:
-            inside = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-        image[:, inside] = color
-    return torch.from_numpy(image)
+    """A deterministic (3, H, W) float32 image in [0, 255]: the top-left corner of an image of
+    the synthetic dataset (:func:`fpn_variants.data.synthetic.render_image`: a textured
+    background and shapes of every size), so detectors have edges to respond to."""
+    spec = SyntheticSpec(num_images=1, seed=seed, image_size=max(height, width, 64))
+    image, _ = render_image(spec, 0)
+    chw = image[:height, :width].transpose(2, 0, 1).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(chw))
