@@ -89,6 +89,7 @@ __all__ = [
     "Trainer",
     "TrainingSpeed",
     "WorkerFailedError",
+    "add_dataset_arguments",
     "apply_dataset_names",
     "argument_parser",
     "base_argument_parser",
@@ -399,6 +400,17 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
         help="load MODEL.WEIGHTS even if it fits the model only in part (e.g. another neck or "
         "class count): the rest keeps its initialization. Default: a mismatch is an error",
     )
+    add_dataset_arguments(
+        parser,
+        "register a COCO-format dataset by path and use it in DATASETS.{SPLIT} "
+        "(repeatable; put it before the trailing config options)",
+    )
+    return parser
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--dataset-train`` / ``--dataset-test NAME JSON IMAGE_ROOT`` (repeatable): COCO-format
+    data by path (:func:`register_datasets_from_args`); "{SPLIT}" in ``help`` names the split."""
     for split in SPLITS:
         parser.add_argument(
             f"--dataset-{split}",
@@ -406,10 +418,8 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar=("NAME", "JSON", "IMAGE_ROOT"),
-            help=f"register a COCO-format dataset by path and use it in DATASETS.{split.upper()} "
-            "(repeatable; put it before the trailing config options)",
+            help=help.replace("{SPLIT}", split.upper()),
         )
-    return parser
 
 
 def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]]:
