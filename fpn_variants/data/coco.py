@@ -117,14 +117,18 @@ def _read_json_object(json_file: str) -> Dict:
     return data
 
 
+def _check_unique(json_file: str, kind: str, ids: List) -> None:
+    dup = [str(i) for i, n in Counter(ids).items() if n > 1]
+    if dup:
+        _fail(json_file, f"duplicate {kind} ids", dup)
+
+
 def _check_categories(json_file: str, categories: List) -> Set:
     """Categories have "id" and "name", ids are unique; returns the ids."""
     bad = [repr(c) for c in categories if not isinstance(c, dict) or {"id", "name"} - set(c)]
     if bad:
         _fail(json_file, "categories without 'id' or 'name'", bad)
-    dup = [str(i) for i, n in Counter(c["id"] for c in categories).items() if n > 1]
-    if dup:
-        _fail(json_file, "duplicate category ids", dup)
+    _check_unique(json_file, "category", [c["id"] for c in categories])
     return {c["id"] for c in categories}
 
 
@@ -149,9 +153,7 @@ def _check_images(json_file: str, images: List) -> Set:
     ]
     if bad:
         _fail(json_file, "images whose 'height' and 'width' are not positive integers", bad)
-    dup = [str(i) for i, n in Counter(img["id"] for img in images).items() if n > 1]
-    if dup:
-        _fail(json_file, "duplicate image ids", dup)
+    _check_unique(json_file, "image", [img["id"] for img in images])
     return {img["id"] for img in images}
 
 
@@ -161,9 +163,7 @@ def _check_annotation_ids(
     """Annotations are objects with unique ids, each naming a known image and category."""
     if any(not isinstance(a, dict) for a in annotations):
         _fail(json_file, "annotations that are not objects", ["see 'annotations'"])
-    dup = [str(i) for i, n in Counter(a.get("id") for a in annotations).items() if n > 1]
-    if dup:
-        _fail(json_file, "duplicate annotation ids", dup)
+    _check_unique(json_file, "annotation", [a.get("id") for a in annotations])
     bad_image = [f"annotation {a.get('id')}: image_id {a.get('image_id')!r}" for a in annotations]
     bad_image = [s for s, a in zip(bad_image, annotations) if a.get("image_id") not in image_ids]
     if bad_image:
