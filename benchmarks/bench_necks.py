@@ -192,7 +192,7 @@ def max_rel_diff(a, b) -> float:
     return max((x - y).abs().max().item() / y.abs().max().item() for x, y in zip(a, b))
 
 
-def main(argv: List[str] = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
@@ -202,7 +202,11 @@ def main(argv: List[str] = None) -> None:
         "--profile", action="store_true", help="also print torch.profiler's costliest ops"
     )
     parser.add_argument("--out", default="output/bench_necks")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: List[str] = None) -> None:
+    args = argument_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     roof_call, roof_flops = roofline_conv()
     print(
