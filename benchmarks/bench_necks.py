@@ -13,15 +13,15 @@ import argparse
 import copy
 import json
 import os
-import sys
 from typing import Callable, Dict, List, NamedTuple
 
 import torch
 from detectron2.modeling import Backbone
 
 from fpn_variants import FPN, NASFPN, BiFPN, PANet, PyramidNeck
-from fpn_variants.analysis import count_neck_flops, interleaved_latency
+from fpn_variants.analysis import count_neck_flops, interleaved_latency, roofline_conv
 from fpn_variants.optimize import optimize_for_inference
+from fpn_variants.peers import import_peer
 
 R50 = {2: 256, 3: 512, 4: 1024, 5: 2048}
 
@@ -102,9 +102,6 @@ def pair_effdet_bifpn(width: int, size: int):
 
 
 def _mmdet_necks():
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    from peers import import_peer  # the mmcv-lite placeholder lives with the tests
-
     return import_peer("mmdet.models.necks")
 
 
@@ -198,7 +195,7 @@ def max_rel_diff(a, b) -> float:
     return max((x - y).abs().max().item() / y.abs().max().item() for x, y in zip(a, b))
 
 
-def main(argv: List[str] = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
@@ -208,9 +205,13 @@ def main(argv: List[str] = None) -> None:
         "--profile", action="store_true", help="also print torch.profiler's costliest ops"
     )
     parser.add_argument("--out", default="output/bench_necks")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: List[str] = None) -> None:
+    args = argument_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    roof_conv, roof_x, roof_flops = roofline_conv()
+    roof_call, roof_flops = roofline_conv()
     print(
         f"threads={args.threads}; FLOPs: fvcore (1 multiply-add = 1 flop); latency: batch 1, "
         f"eval, no grad, median of {args.repeats} interleaved runs"
@@ -235,7 +236,7 @@ def main(argv: List[str] = None) -> None:
                 {
                     "ours": fast.ours_call,
                     "peer": pair.peer_call,
-                    "roofline": lambda: roof_conv(roof_x),
+                    "roofline": roof_call,
                 },
                 repeats=args.repeats,
             )
@@ -305,14 +306,6 @@ def training_step_ratio(pair: Pair, repeats: int) -> Dict[str, float]:
         f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}"
     )
     return dict(stats, ratio=ratio)
-
-
-def roofline_conv():
-    """A large 3x3 convolution (256 -> 256 channels, 100 x 100) in the faster memory format,
-    timed in turns with each pair: its GFLOP/s is this machine's practical ceiling."""
-    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(1, 256, 100, 100).contiguous(memory_format=torch.channels_last)
-    return conv, x, 256 * 256 * 9 * 100 * 100
 
 
 if __name__ == "__main__":

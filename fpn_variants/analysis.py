@@ -7,19 +7,19 @@ matmuls, upsampling, pooling are among them; element-wise ops are not).
 
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from fvcore.nn import FlopCountAnalysis
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = [
-    "conv_roofline",
     "count_flops",
     "count_neck_flops",
     "count_parameters",
     "interleaved_latency",
     "latency_stats",
+    "roofline_conv",
 ]
 
 
@@ -80,18 +80,11 @@ def interleaved_latency(
     return {name: latency_stats(t) for name, t in times.items()}
 
 
-@torch.no_grad()
-def conv_roofline(channels: int = 256, size: int = 100, repeats: int = 5) -> Dict[str, float]:
-    """Achieved GFLOP/s (fvcore convention) of one large 3x3 convolution at the current thread
-    count, in the faster of the two memory formats: the practical ceiling for a neck here."""
-    conv = nn.Conv2d(channels, channels, 3, padding=1).eval()
-    x = torch.randn(1, channels, size, size)
-    flops = channels * channels * 9 * size * size
-    best = {}
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        conv = conv.to(memory_format=fmt)
-        xf = x.contiguous(memory_format=fmt)
-        with torch.no_grad():
-            stats = interleaved_latency({"conv": lambda: conv(xf)}, repeats=repeats)["conv"]
-        best[str(fmt).split(".")[-1]] = flops / stats["min"] / 1e9
-    return {"gflops_per_s": max(best.values()), **{f"gflops_per_s_{k}": v for k, v in best.items()}}
+def roofline_conv(channels: int = 256, size: int = 100) -> Tuple[Callable[[], Tensor], int]:
+    """A large 3x3 convolution (``channels`` -> ``channels`` at ``size`` x ``size``, eval, in
+    the faster channels-last format) as a function of no arguments, and its fvcore FLOPs. Timed
+    in turns with a model (:func:`interleaved_latency`, under ``torch.no_grad()``), its GFLOP/s
+    is this machine's practical ceiling for that model's convolutions."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, channels, size, size).contiguous(memory_format=torch.channels_last)
+    return (lambda: conv(x)), channels * channels * 9 * size * size

@@ -34,7 +34,7 @@ from torch import nn
 
 from . import __version__
 from .io import atomic_write, atomic_write_text, remove_temp_files
-from .model_zoo.weights import META_KEY
+from .model_zoo.weights import META_KEY, load_weights_only
 from .necks import PyramidNeck
 from .registry import ALL_BUILDERS
 
@@ -255,16 +255,12 @@ class Checkpointer(DetectionCheckpointer):
         return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
     def _torch_load(self, f: str) -> Dict[str, Any]:
-        try:
-            data = torch.load(f, map_location="cpu", weights_only=not self.allow_unsafe_pickle)
-        except pickle.UnpicklingError as e:
-            raise ValueError(
-                f"Refusing to unpickle {f}: it holds other objects than tensors and plain "
-                "containers (torch.load(weights_only=True) failed). For a file you trust, pass "
-                f"allow_unsafe_pickle=True to the Checkpointer. {' '.join(str(e).split())}"
-            ) from e
-        except (RuntimeError, EOFError) as e:
-            raise ValueError(f"{f} is not a readable torch checkpoint (truncated?): {e}") from e
+        data = load_weights_only(
+            f,
+            f,
+            allow_unsafe_pickle=self.allow_unsafe_pickle,
+            unsafe_hint="For a file you trust, pass allow_unsafe_pickle=True to the Checkpointer. ",
+        )
         if not isinstance(data, dict):
             raise ValueError(f"{f} holds a {type(data).__name__}, not a dict of weights")
         return data

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from io import StringIO
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -542,12 +543,11 @@ def write_reports(records: List[Dict], out: str) -> None:
         {k for r in lines for k in r},
         key=lambda k: (k not in ("detector", "neck", "seed"), ("detector", "neck", "seed", k)),
     )
-    tmp = os.path.join(out, "results.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(lines)
-    os.replace(tmp, os.path.join(out, "results.csv"))
+    text = StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(lines)
+    atomic_write_text(os.path.join(out, "results.csv"), text.getvalue())
     atomic_write_text(os.path.join(out, "table.md"), render_table(rows))
     _plot(rows, out)
 

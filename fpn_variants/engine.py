@@ -57,7 +57,7 @@ from detectron2.engine import (
     default_setup,
 )
 from detectron2.engine import launch as detectron2_launch
-from detectron2.engine.defaults import create_ddp_model
+from detectron2.engine.defaults import create_ddp_model as detectron2_create_ddp_model
 from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
 from detectron2.utils import comm
@@ -89,10 +89,12 @@ __all__ = [
     "Trainer",
     "TrainingSpeed",
     "WorkerFailedError",
+    "add_dataset_arguments",
     "apply_dataset_names",
     "argument_parser",
     "base_argument_parser",
     "claim_output_dir",
+    "create_ddp_model",
     "launch",
     "register_datasets_from_args",
     "run_from_command_line",
@@ -139,14 +141,16 @@ def claim_output_dir(output_dir: str) -> None:
         raise LockHeldError(*refusal)
 
 
-def _create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
-    """``create_ddp_model`` that also works for a model on the CPU (GLOO)."""
+def create_ddp_model(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
+    """Detectron2's ``create_ddp_model(model, **options)`` that also works for a model on the CPU
+    (GLOO): there DDP takes no ``device_ids`` (Detectron2 passes [local_rank], which DDP rejects)
+    and the CUDA communication hook ``fp16_compression`` is left out."""
     if comm.get_world_size() == 1:
         return model
     if next(model.parameters()).device.type == "cuda":
-        return create_ddp_model(model, broadcast_buffers=False)
-    # CPU modules take no device_ids (Detectron2 passes [local_rank], which DDP rejects).
-    return DistributedDataParallel(model, broadcast_buffers=False)
+        return detectron2_create_ddp_model(model, **options)
+    options.pop("fp16_compression", None)
+    return DistributedDataParallel(model, **options)
 
 
 class SeedEachIteration(HookBase):
@@ -265,7 +269,7 @@ class Trainer(DefaultTrainer):
         self._sampler = find_resumable_sampler(data_loader)
         # Seed of the data stream and of every iteration's RNGs; a resume takes the saved one.
         self.seed = self._sampler.seed if self._sampler is not None else resolve_seed(cfg)
-        model = _create_ddp_model(model)
+        model = create_ddp_model(model, broadcast_buffers=False)
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -396,6 +400,17 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
         help="load MODEL.WEIGHTS even if it fits the model only in part (e.g. another neck or "
         "class count): the rest keeps its initialization. Default: a mismatch is an error",
     )
+    add_dataset_arguments(
+        parser,
+        "register a COCO-format dataset by path and use it in DATASETS.{SPLIT} "
+        "(repeatable; put it before the trailing config options)",
+    )
+    return parser
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--dataset-train`` / ``--dataset-test NAME JSON IMAGE_ROOT`` (repeatable): COCO-format
+    data by path (:func:`register_datasets_from_args`); "{SPLIT}" in ``help`` names the split."""
     for split in SPLITS:
         parser.add_argument(
             f"--dataset-{split}",
@@ -403,10 +418,8 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar=("NAME", "JSON", "IMAGE_ROOT"),
-            help=f"register a COCO-format dataset by path and use it in DATASETS.{split.upper()} "
-            "(repeatable; put it before the trailing config options)",
+            help=help.replace("{SPLIT}", split.upper()),
         )
-    return parser
 
 
 def register_datasets_from_args(args: argparse.Namespace) -> Dict[str, List[str]]:

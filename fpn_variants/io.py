@@ -1,15 +1,18 @@
 """Crash-safe files: atomic writes (readers see the old content or the new one, never a partial
-file) and an inter-process lock that a crashed holder never leaves taken."""
+file), folders assembled aside and then renamed into place, and an inter-process lock that a
+crashed holder never leaves taken."""
 
 import contextlib
 import glob
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import uuid
-from typing import IO, Any, Callable, Dict, List, Optional, Union
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
 try:  # POSIX only
     import fcntl
@@ -25,6 +28,8 @@ __all__ = [
     "describe_holder",
     "is_held",
     "remove_temp_files",
+    "replace_dir",
+    "staging_dir",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -84,6 +89,49 @@ def remove_temp_files(folder: PathLike, pattern: str = "*") -> List[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
     return paths
+
+
+@contextlib.contextmanager
+def staging_dir(target: PathLike) -> Iterator[str]:
+    """A new empty folder ``.<name>.tmp-<random>`` next to the folder ``target`` to assemble it
+    in (then :func:`replace_dir`); whatever is left of it is removed when the block ends."""
+    target = os.path.abspath(os.fspath(target))
+    parent, name = os.path.split(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{name}{_TMP}", dir=parent)
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the result is as readable as its files
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_dir(
+    staging: PathLike, target: PathLike, then: Optional[Callable[[], None]] = None
+) -> None:
+    """Rename the folder ``staging`` to ``target`` (moving an existing ``target`` aside first),
+    then call ``then()`` (more writes that belong to the same change). If a step fails,
+    ``target`` is put back as it was and the error raised; on success the old one is removed."""
+    staging, target = os.fspath(staging), os.path.abspath(os.fspath(target))
+    parent, name = os.path.split(target)
+    old = None
+    if os.path.exists(target):
+        old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    moved = False
+    try:
+        os.replace(staging, target)
+        moved = True
+        if then is not None:
+            then()
+    except BaseException:
+        if moved:
+            shutil.rmtree(target, ignore_errors=True)
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class LockHeldError(RuntimeError):

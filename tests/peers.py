@@ -1,46 +1,18 @@
-"""Importing the peer implementations (installed from requirements-peers.txt) for tests.
+"""Importing the peer implementations for tests (:mod:`fpn_variants.peers`): outside CI a
+missing peer skips its tests; in CI (CI=true) it is an error."""
 
-mmcv-lite ships no compiled ``mmcv._ext``, yet ``import mmdet.models`` imports ``mmcv.ops``,
-which looks its kernels up at import time. PAFPN and NASFPN call none of them (mmcv's merge
-cells are plain PyTorch), so a placeholder module whose functions raise when called is enough.
-Outside CI a missing peer skips its tests; in CI (CI=true) it is an error.
-"""
-
-import importlib
-import importlib.util
 import os
-import sys
-import types
 
 import pytest
 
-
-def _placeholder_mmcv_ext() -> None:
-    if importlib.util.find_spec("mmcv") is None or "mmcv._ext" in sys.modules:
-        return
-    if importlib.util.find_spec("mmcv._ext") is not None:
-        return
-    ext = types.ModuleType("mmcv._ext")
-
-    def missing_op(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def raise_not_installed(*args, **kwargs):
-            raise NotImplementedError(f"mmcv._ext.{name}: compiled mmcv ops are not installed")
-
-        return raise_not_installed
-
-    ext.__getattr__ = missing_op
-    sys.modules["mmcv._ext"] = ext
+from fpn_variants import peers
 
 
 def import_peer(module: str):
     """Import a peer module; skip the test when it is missing, unless running in CI."""
-    if module.startswith("mmdet"):
-        _placeholder_mmcv_ext()
     if os.environ.get("CI"):
-        return importlib.import_module(module)
-    return pytest.importorskip(
-        module, reason="peer not installed: pip install -r requirements-peers.txt"
-    )
+        return peers.import_peer(module)
+    try:
+        return peers.import_peer(module)
+    except ImportError as e:
+        pytest.skip(f"peer not installed: pip install -r requirements-peers.txt ({e})")

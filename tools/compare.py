@@ -32,6 +32,7 @@ import argparse
 import torch
 
 from fpn_variants.compare import DETECTORS, NECKS, PAPER_NECKS, compare
+from fpn_variants.engine import add_dataset_arguments
 
 
 def main() -> None:
@@ -60,15 +61,9 @@ def main() -> None:
         default=None,
         help="intra-op threads of each run (default: this machine's threads / --jobs)",
     )
-    for split in ("train", "test"):
-        parser.add_argument(
-            f"--dataset-{split}",
-            nargs=3,
-            action="append",
-            default=[],
-            metavar=("NAME", "JSON", "IMAGE_ROOT"),
-            help=f"COCO-format data by path for DATASETS.{split.upper()}, as tools/train_net.py",
-        )
+    add_dataset_arguments(
+        parser, "COCO-format data by path for DATASETS.{SPLIT}, as tools/train_net.py"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):

@@ -36,15 +36,13 @@ import logging
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
-from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from fvcore.nn.precise_bn import get_bn_modules
-from torch.nn.parallel import DistributedDataParallel
 
 import fpn_variants  # noqa: F401  registers the necks' builders and the built-in datasets
 from fpn_variants.checkpoint import Checkpointer
-from fpn_variants.engine import base_argument_parser, claim_output_dir, launch
+from fpn_variants.engine import base_argument_parser, claim_output_dir, create_ddp_model, launch
 
 logger = logging.getLogger("fpn_variants")
 
@@ -60,17 +58,6 @@ def do_test(cfg, model) -> dict:
     return results
 
 
-def wrap_ddp(cfg, model):
-    """Detectron2's ``create_ddp_model`` with ``train.ddp``, also for a model on the CPU."""
-    if comm.get_world_size() == 1:
-        return model
-    options = dict(cfg.train.ddp)
-    if cfg.train.device.startswith("cuda"):
-        return create_ddp_model(model, **options)
-    options.pop("fp16_compression", None)  # a CUDA communication hook
-    return DistributedDataParallel(model, **options)
-
-
 def do_train(args, cfg) -> dict:
     """Train with ``SimpleTrainer`` (``AMPTrainer`` if ``train.amp.enabled``), Detectron2's hooks
     and checkpoints in ``train.output_dir``; return the results of the last evaluation."""
@@ -80,7 +67,7 @@ def do_train(args, cfg) -> dict:
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
-    model = wrap_ddp(cfg, model)
+    model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(
         model, train_loader, optimizer
     )
@@ -139,7 +126,7 @@ def main(args) -> dict:
     if args.eval_only:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
-        model = wrap_ddp(cfg, model)
+        model = create_ddp_model(model, **cfg.train.ddp)
         Checkpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     return do_train(args, cfg)

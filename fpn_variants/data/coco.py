@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from collections import Counter
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -93,6 +93,132 @@ def _log_boxes_outside(json_file: str, annotations: List[Dict], images: List[Dic
         )
 
 
+def _read_json_object(json_file: str) -> Dict:
+    """The top-level object of a COCO file, with "images", "annotations" and "categories" lists."""
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(f"COCO annotation file {json_file} does not exist.")
+    if os.path.getsize(json_file) == 0:
+        raise ValueError(f"Invalid COCO annotation file {json_file}: the file is empty.")
+    try:
+        with open(json_file) as f:
+            data = json.load(f)
+    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"Invalid COCO annotation file {json_file}: not valid JSON ({e}).") from e
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"Invalid COCO annotation file {json_file}: the top level must be a JSON object with "
+            f"'images', 'annotations' and 'categories', got a {type(data).__name__}."
+        )
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(
+                f"Invalid COCO annotation file {json_file}: key '{key}' is missing or not a list."
+            )
+    return data
+
+
+def _check_unique(json_file: str, kind: str, ids: List) -> None:
+    dup = [str(i) for i, n in Counter(ids).items() if n > 1]
+    if dup:
+        _fail(json_file, f"duplicate {kind} ids", dup)
+
+
+def _check_categories(json_file: str, categories: List) -> Set:
+    """Categories have "id" and "name", ids are unique; returns the ids."""
+    bad = [repr(c) for c in categories if not isinstance(c, dict) or {"id", "name"} - set(c)]
+    if bad:
+        _fail(json_file, "categories without 'id' or 'name'", bad)
+    _check_unique(json_file, "category", [c["id"] for c in categories])
+    return {c["id"] for c in categories}
+
+
+def _check_images(json_file: str, images: List) -> Set:
+    """Images have "id", "file_name", positive integer "height" and "width", ids are unique and
+    there is at least one; returns the ids."""
+    required = {"id", "file_name", "height", "width"}
+    bad = [
+        f"image {img.get('id') if isinstance(img, dict) else img!r} lacks "
+        f"{sorted(required - set(img)) if isinstance(img, dict) else sorted(required)}"
+        for img in images
+        if not isinstance(img, dict) or required - set(img)
+    ]
+    if bad:
+        _fail(json_file, "images without the required keys", bad)
+    if not images:
+        raise ValueError(f"Invalid COCO annotation file {json_file}: 'images' is empty.")
+    bad = [
+        f"image {img['id']}: height {img['height']!r}, width {img['width']!r}"
+        for img in images
+        if not all(_is_positive_int(img[k]) for k in ("height", "width"))
+    ]
+    if bad:
+        _fail(json_file, "images whose 'height' and 'width' are not positive integers", bad)
+    _check_unique(json_file, "image", [img["id"] for img in images])
+    return {img["id"] for img in images}
+
+
+def _check_annotation_ids(
+    json_file: str, annotations: List, image_ids: Set, category_ids: Set
+) -> None:
+    """Annotations are objects with unique ids, each naming a known image and category."""
+    if any(not isinstance(a, dict) for a in annotations):
+        _fail(json_file, "annotations that are not objects", ["see 'annotations'"])
+    _check_unique(json_file, "annotation", [a.get("id") for a in annotations])
+    bad_image = [f"annotation {a.get('id')}: image_id {a.get('image_id')!r}" for a in annotations]
+    bad_image = [s for s, a in zip(bad_image, annotations) if a.get("image_id") not in image_ids]
+    if bad_image:
+        _fail(json_file, "annotations refer to unknown image ids", bad_image)
+    bad_cat = [
+        f"annotation {a.get('id')}: category_id {a.get('category_id')!r}"
+        for a in annotations
+        if a.get("category_id") not in category_ids
+    ]
+    if bad_cat:
+        _fail(
+            json_file,
+            f"annotations refer to unknown category ids (known: {sorted(category_ids)})",
+            bad_cat,
+        )
+
+
+def _check_boxes(json_file: str, annotations: List[Dict]) -> None:
+    """Every "bbox" is 4 finite numbers with positive width and height; no "ignore" flags."""
+    bad_box, empty_box = [], []
+    for a in annotations:
+        box = a.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+            bad_box.append(f"annotation {a.get('id')}: bbox {box!r}")
+        elif box[2] <= 0 or box[3] <= 0:
+            empty_box.append(f"annotation {a.get('id')}: bbox {box!r}")
+    if bad_box:
+        _fail(json_file, "'bbox' must be a list of 4 finite numbers [x, y, w, h]", bad_box)
+    if empty_box:
+        _fail(json_file, "boxes with non-positive width or height (fix or remove them)", empty_box)
+    ignored = [f"annotation {a.get('id')}" for a in annotations if a.get("ignore", 0)]
+    if ignored:
+        _fail(
+            json_file, "'ignore' flags, which Detectron2 does not support (use 'iscrowd')", ignored
+        )
+
+
+def _check_image_files(json_file: str, image_root: str, images: List[Dict]) -> None:
+    """``image_root`` is a folder holding every image of the file."""
+    if not os.path.isdir(image_root):
+        raise FileNotFoundError(
+            f"Image folder {image_root} (for annotation file {json_file}) does not exist."
+        )
+    missing = [
+        f"{img['file_name']} (image id {img['id']})"
+        for img in images
+        if not os.path.isfile(os.path.join(image_root, img["file_name"]))
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(images)} images listed in {json_file} are not in "
+            f"{image_root}: {_listed(missing)}. Is it the right image folder?"
+        )
+
+
 def validate_coco_json(json_file: str, image_root: Optional[str] = None) -> Dict:
     """Check that ``json_file`` is a usable COCO instances file; raise a clear error if not.
 
@@ -119,114 +245,16 @@ def validate_coco_json(json_file: str, image_root: Optional[str] = None) -> Dict
         ValueError: the content is not valid; the message names the file, the problem and up to
             5 offending entries.
     """
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"COCO annotation file {json_file} does not exist.")
-    if os.path.getsize(json_file) == 0:
-        raise ValueError(f"Invalid COCO annotation file {json_file}: the file is empty.")
-    try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"Invalid COCO annotation file {json_file}: not valid JSON ({e}).") from e
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"Invalid COCO annotation file {json_file}: the top level must be a JSON object with "
-            f"'images', 'annotations' and 'categories', got a {type(data).__name__}."
-        )
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise ValueError(
-                f"Invalid COCO annotation file {json_file}: key '{key}' is missing or not a list."
-            )
-
-    categories = data["categories"]
-    bad = [repr(c) for c in categories if not isinstance(c, dict) or {"id", "name"} - set(c)]
-    if bad:
-        _fail(json_file, "categories without 'id' or 'name'", bad)
-    dup = [str(i) for i, n in Counter(c["id"] for c in categories).items() if n > 1]
-    if dup:
-        _fail(json_file, "duplicate category ids", dup)
-    category_ids = {c["id"] for c in categories}
-
-    images = data["images"]
-    required = {"id", "file_name", "height", "width"}
-    bad = [
-        f"image {img.get('id') if isinstance(img, dict) else img!r} lacks "
-        f"{sorted(required - set(img)) if isinstance(img, dict) else sorted(required)}"
-        for img in images
-        if not isinstance(img, dict) or required - set(img)
-    ]
-    if bad:
-        _fail(json_file, "images without the required keys", bad)
-    if not images:
-        raise ValueError(f"Invalid COCO annotation file {json_file}: 'images' is empty.")
-    bad = [
-        f"image {img['id']}: height {img['height']!r}, width {img['width']!r}"
-        for img in images
-        if not all(_is_positive_int(img[k]) for k in ("height", "width"))
-    ]
-    if bad:
-        _fail(json_file, "images whose 'height' and 'width' are not positive integers", bad)
-    dup = [str(i) for i, n in Counter(img["id"] for img in images).items() if n > 1]
-    if dup:
-        _fail(json_file, "duplicate image ids", dup)
-    image_ids = {img["id"] for img in images}
-
-    annotations = data["annotations"]
-    if any(not isinstance(a, dict) for a in annotations):
-        _fail(json_file, "annotations that are not objects", ["see 'annotations'"])
-    dup = [str(i) for i, n in Counter(a.get("id") for a in annotations).items() if n > 1]
-    if dup:
-        _fail(json_file, "duplicate annotation ids", dup)
-    bad_image = [f"annotation {a.get('id')}: image_id {a.get('image_id')!r}" for a in annotations]
-    bad_image = [s for s, a in zip(bad_image, annotations) if a.get("image_id") not in image_ids]
-    if bad_image:
-        _fail(json_file, "annotations refer to unknown image ids", bad_image)
-    bad_cat = [
-        f"annotation {a.get('id')}: category_id {a.get('category_id')!r}"
-        for a in annotations
-        if a.get("category_id") not in category_ids
-    ]
-    if bad_cat:
-        _fail(
-            json_file,
-            f"annotations refer to unknown category ids (known: {sorted(category_ids)})",
-            bad_cat,
-        )
-    bad_box, empty_box = [], []
-    for a in annotations:
-        box = a.get("bbox")
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            bad_box.append(f"annotation {a.get('id')}: bbox {box!r}")
-        elif box[2] <= 0 or box[3] <= 0:
-            empty_box.append(f"annotation {a.get('id')}: bbox {box!r}")
-    if bad_box:
-        _fail(json_file, "'bbox' must be a list of 4 finite numbers [x, y, w, h]", bad_box)
-    if empty_box:
-        _fail(json_file, "boxes with non-positive width or height (fix or remove them)", empty_box)
-    ignored = [f"annotation {a.get('id')}" for a in annotations if a.get("ignore", 0)]
-    if ignored:
-        _fail(
-            json_file, "'ignore' flags, which Detectron2 does not support (use 'iscrowd')", ignored
-        )
+    data = _read_json_object(json_file)
+    categories, images, annotations = data["categories"], data["images"], data["annotations"]
+    category_ids = _check_categories(json_file, categories)
+    image_ids = _check_images(json_file, images)
+    _check_annotation_ids(json_file, annotations, image_ids, category_ids)
+    _check_boxes(json_file, annotations)
     _check_segmentations(json_file, annotations)
     _log_boxes_outside(json_file, annotations, images)
-
     if image_root is not None:
-        if not os.path.isdir(image_root):
-            raise FileNotFoundError(
-                f"Image folder {image_root} (for annotation file {json_file}) does not exist."
-            )
-        missing = [
-            f"{img['file_name']} (image id {img['id']})"
-            for img in images
-            if not os.path.isfile(os.path.join(image_root, img["file_name"]))
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of the {len(images)} images listed in {json_file} are not in "
-                f"{image_root}: {_listed(missing)}. Is it the right image folder?"
-            )
+        _check_image_files(json_file, image_root, images)
 
     thing_classes = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
     return {

@@ -28,19 +28,17 @@ import logging
 import math
 import multiprocessing
 import os
-import shutil
 import sys
 import time
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
-from ..io import FileLock
+from ..io import FileLock, replace_dir, staging_dir
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -49,6 +47,7 @@ __all__ = [
     "DEFAULT_SPLITS",
     "DATASET_DIRNAME",
     "generate_synthetic_dataset",
+    "render_image",
     "render_sample",
     "size_mix",
 ]
@@ -323,81 +322,132 @@ def render_sample(rng: np.random.Generator, spec: SyntheticSpec) -> Tuple[np.nda
     size = spec.image_size
     img = _background(rng, size)
     occupied = np.zeros((size, size), dtype=bool)
+    buckets, sides, labels = _draw_objects(rng, spec)
+    annotations = []
+    for k in np.argsort(-sides, kind="stable"):  # big objects first: they are the hardest to fit
+        shape = _rasterized_shape(rng, spec, spec.classes[labels[k]], sides[k], buckets[k] == 2)
+        if shape is None:
+            continue
+        placement = _place(rng, spec, shape, occupied)
+        if placement is not None:
+            annotations.append(_paint(rng, spec, img, shape, *placement, int(labels[k])))
+    image = np.clip(img, 0, 255).astype(np.uint8)
+    return image, annotations
 
+
+def _draw_objects(
+    rng: np.random.Generator, spec: SyntheticSpec
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The objects an image tries to hold: size bucket (0 small, 1 medium, 2 large), side
+    (sqrt of the area) and class index of each."""
     # Objects per size bucket: Poisson for small and medium; for large, which take the most room,
     # floor(mean) plus a Bernoulli of the fraction, so an image rarely has more than fit.
     means = spec.objects_per_image * np.asarray(spec.size_mix, dtype=np.float64)
     counts = [int(rng.poisson(means[0])), int(rng.poisson(means[1]))]
     counts.append(int(means[2]) + int(rng.uniform() < means[2] - int(means[2])))
     buckets = np.repeat(np.arange(3), counts)
-    n = len(buckets)
     log_ranges = np.log(np.asarray(spec.sqrt_area_ranges, dtype=np.float64))
     sides = np.exp(rng.uniform(log_ranges[buckets, 0], log_ranges[buckets, 1]))
-    labels = rng.integers(0, len(spec.classes), size=n)
-    order = np.argsort(-sides, kind="stable")  # big objects first: they are the hardest to fit
+    labels = rng.integers(0, len(spec.classes), size=len(buckets))
+    return buckets, sides, labels
 
+
+class _Shape(NamedTuple):
+    local: np.ndarray  # polygon (N, 2) in its window's coordinates
+    angle: float  # rotation (radians)
+    width: int  # window size, object + margin
+    height: int
+    out_x: int  # how far the window may stick out of the image
+    out_y: int
+    mask: np.ndarray  # (height, width) bool
+    footprint: np.ndarray  # the mask dilated by the margin
+
+
+def _rasterized_shape(
+    rng: np.random.Generator, spec: SyntheticSpec, cls: str, side: float, large: bool
+) -> Optional[_Shape]:
+    """A randomly stretched and rotated shape of class ``cls``, rasterized once in a local window
+    (object + margin); None if it cannot fit in the image."""
     log_aspect = np.log(np.asarray(spec.aspect_range, dtype=np.float64))
     m = spec.margin
-    annotations = []
-    for k in order:
-        aspect = math.exp(rng.uniform(*log_aspect))
-        angle = rng.uniform(0, 2 * np.pi)
-        poly = _UNIT_SHAPES[spec.classes[labels[k]]] * [math.sqrt(aspect), 1 / math.sqrt(aspect)]
-        rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        poly = (poly @ rot.T) * sides[k]
-        # Rasterize once in a local window (object + margin); placement tries integer shifts of
-        # the window, which move pycocotools' rasterization exactly with the polygon.
-        local = np.round(poly - poly.min(axis=0) + m + rng.uniform(0, 1, size=2), 2)
-        w, h = (np.ceil(local.max(axis=0)).astype(int) + m + 1).tolist()
-        # Large objects may stick out of the image (as in COCO) by up to this many pixels.
-        out_x, out_y = (int(spec.max_truncation * w), int(spec.max_truncation * h))
-        if buckets[k] != 2:
-            out_x = out_y = 0
-        if w - 2 * out_x > size or h - 2 * out_y > size:
+    aspect = math.exp(rng.uniform(*log_aspect))
+    angle = rng.uniform(0, 2 * np.pi)
+    poly = _UNIT_SHAPES[cls] * [math.sqrt(aspect), 1 / math.sqrt(aspect)]
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    poly = (poly @ rot.T) * side
+    # Placement tries integer shifts of the window, which move pycocotools' rasterization exactly
+    # with the polygon.
+    local = np.round(poly - poly.min(axis=0) + m + rng.uniform(0, 1, size=2), 2)
+    w, h = (np.ceil(local.max(axis=0)).astype(int) + m + 1).tolist()
+    # Large objects may stick out of the image (as in COCO) by up to this many pixels.
+    out_x, out_y = (int(spec.max_truncation * w), int(spec.max_truncation * h))
+    if not large:
+        out_x = out_y = 0
+    if w - 2 * out_x > spec.image_size or h - 2 * out_y > spec.image_size:
+        return None
+    mask = mask_util.decode(mask_util.frPyObjects([local.reshape(-1).tolist()], h, w)[0])
+    mask = mask.astype(bool)
+    return _Shape(local, angle, w, h, out_x, out_y, mask, _dilate(mask, m))
+
+
+def _place(
+    rng: np.random.Generator, spec: SyntheticSpec, shape: _Shape, occupied: np.ndarray
+) -> Optional[Tuple[np.ndarray, np.ndarray, Tuple[int, int, int, int]]]:
+    """Try random positions where ``shape`` overlaps no ``occupied`` pixel (a large object cut by
+    the border must stay large); mark its footprint occupied. Returns the placed polygon, its
+    mask inside the image box (x0, y0, x1, y1) and that box; None if no try fits."""
+    size, w, h, mask = spec.image_size, shape.width, shape.height, shape.mask
+    for _ in range(spec.placement_tries):
+        x = int(rng.integers(-shape.out_x, size - w + shape.out_x + 1))
+        y = int(rng.integers(-shape.out_y, size - h + shape.out_y + 1))
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
+        inside = mask[y0 - y : y1 - y, x0 - x : x1 - x]
+        if (occupied[y0:y1, x0:x1] & inside).any():
             continue
-        mask = mask_util.decode(mask_util.frPyObjects([local.reshape(-1).tolist()], h, w)[0])
-        mask = mask.astype(bool)
-        footprint = _dilate(mask, m)
-        for _ in range(spec.placement_tries):
-            x = int(rng.integers(-out_x, size - w + out_x + 1))
-            y = int(rng.integers(-out_y, size - h + out_y + 1))
-            x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
-            inside = mask[y0 - y : y1 - y, x0 - x : x1 - x]
-            if (occupied[y0:y1, x0:x1] & inside).any():
+        placed = shape.local + [x, y]
+        if (x, y, x1, y1) != (x0, y0, x + w, y + h):  # cut by the border
+            placed = _clip_to_square(placed, size)
+            rle = mask_util.frPyObjects([placed.reshape(-1).tolist()], size, size)[0]
+            inside = mask_util.decode(rle)[y0:y1, x0:x1].astype(bool)
+            if inside.sum() <= LARGE_MIN_AREA * 1.02:  # must stay large once cut
                 continue
-            placed = local + [x, y]
-            if (x, y, x1, y1) != (x0, y0, x + w, y + h):  # cut by the border
-                placed = _clip_to_square(placed, size)
-                rle = mask_util.frPyObjects([placed.reshape(-1).tolist()], size, size)[0]
-                inside = mask_util.decode(rle)[y0:y1, x0:x1].astype(bool)
-                if inside.sum() <= LARGE_MIN_AREA * 1.02:  # must stay large once cut
-                    continue
-            occupied[y0:y1, x0:x1] |= footprint[y0 - y : y1 - y, x0 - x : x1 - x]
-            window = img[y0:y1, x0:x1]
-            hue = None
-            if spec.class_hue_jitter is not None:
-                hue = labels[k] / len(spec.classes) + rng.uniform(-1, 1) * spec.class_hue_jitter
-            color = _random_color(rng, hue, window[inside].mean(axis=0), spec.min_contrast)
-            # Flat colour with a soft shading ramp and a little noise: an object, not a sticker.
-            yy, xx = np.nonzero(inside)
-            ramp = (xx - xx.mean()) * math.cos(angle) + (yy - yy.mean()) * math.sin(angle)
-            shade = (ramp / max(w, h))[:, None] * rng.uniform(10, 35)
-            noise = rng.standard_normal((len(xx), 3), dtype=np.float32) * 3
-            window[yy, xx] = color + shade + noise
-            placed = np.round(placed, 2)
-            lo, hi = placed.min(axis=0), placed.max(axis=0)
-            annotations.append(
-                {
-                    "category_id": int(labels[k]) + 1,
-                    "bbox": [round(float(v), 2) for v in (lo[0], lo[1], *(hi - lo))],
-                    "segmentation": [placed.reshape(-1).tolist()],
-                    "area": float(len(xx)),
-                    "iscrowd": 0,
-                }
-            )
-            break
-    image = np.clip(img, 0, 255).astype(np.uint8)
-    return image, annotations
+        occupied[y0:y1, x0:x1] |= shape.footprint[y0 - y : y1 - y, x0 - x : x1 - x]
+        return placed, inside, (x0, y0, x1, y1)
+    return None
+
+
+def _paint(
+    rng: np.random.Generator,
+    spec: SyntheticSpec,
+    img: np.ndarray,
+    shape: _Shape,
+    placed: np.ndarray,
+    inside: np.ndarray,
+    box: Tuple[int, int, int, int],
+    label: int,
+) -> dict:
+    """Paint a placed object into ``img`` and return its COCO annotation."""
+    x0, y0, x1, y1 = box
+    window = img[y0:y1, x0:x1]
+    hue = None
+    if spec.class_hue_jitter is not None:
+        hue = label / len(spec.classes) + rng.uniform(-1, 1) * spec.class_hue_jitter
+    color = _random_color(rng, hue, window[inside].mean(axis=0), spec.min_contrast)
+    # Flat colour with a soft shading ramp and a little noise: an object, not a sticker.
+    yy, xx = np.nonzero(inside)
+    ramp = (xx - xx.mean()) * math.cos(shape.angle) + (yy - yy.mean()) * math.sin(shape.angle)
+    shade = (ramp / max(shape.width, shape.height))[:, None] * rng.uniform(10, 35)
+    noise = rng.standard_normal((len(xx), 3), dtype=np.float32) * 3
+    window[yy, xx] = color + shade + noise
+    placed = np.round(placed, 2)
+    lo, hi = placed.min(axis=0), placed.max(axis=0)
+    return {
+        "category_id": label + 1,
+        "bbox": [round(float(v), 2) for v in (lo[0], lo[1], *(hi - lo))],
+        "segmentation": [placed.reshape(-1).tolist()],
+        "area": float(len(xx)),
+        "iscrowd": 0,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -412,14 +462,20 @@ def _info(split: str, spec: SyntheticSpec) -> dict:
     }
 
 
-def _write_image(image_dir: str, spec: SyntheticSpec, index: int) -> List[dict]:
-    """Render image ``index`` of a split, write it, return its annotations (no ids)."""
+def render_image(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dict]]:
+    """Image ``index`` of the split ``spec`` and its annotations (:func:`render_sample` with the
+    image's own seed)."""
     rng = np.random.default_rng([spec.seed, index])
     with warnings.catch_warnings():
         # pycocotools 2.0.x under numpy 2: "__array__ implementation doesn't accept a copy
         # keyword", once per decoded mask.
         warnings.simplefilter("ignore", DeprecationWarning)
-        image, anns = render_sample(rng, spec)
+        return render_sample(rng, spec)
+
+
+def _write_image(image_dir: str, spec: SyntheticSpec, index: int) -> List[dict]:
+    """Render image ``index`` of a split, write it, return its annotations (no ids)."""
+    image, anns = render_image(spec, index)
     path = os.path.join(image_dir, f"{index:06d}.jpg")
     Image.fromarray(image).save(path, quality=spec.jpeg_quality)
     return anns
@@ -528,20 +584,10 @@ def generate_synthetic_dataset(
             return paths
         start = time.perf_counter()
         logger.info(f"Generating synthetic dataset {dataset_dir} (splits: {list(splits)}) ...")
-        tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
+        with staging_dir(dataset_dir) as tmp:
             for split, spec in splits.items():
                 _write_split(tmp, split, spec)
-            old = None
-            if os.path.exists(dataset_dir):
-                old = os.path.join(parent, f".{name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-                os.rename(dataset_dir, old)
-            os.rename(tmp, dataset_dir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
+            replace_dir(tmp, dataset_dir)
         logger.info(
             f"Generated {sum(s.num_images for s in splits.values())} images in "
             f"{time.perf_counter() - start:.1f} s."

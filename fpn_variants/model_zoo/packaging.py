@@ -6,12 +6,9 @@ import io
 import logging
 import os
 import platform
-import shutil
 import subprocess
-import tempfile
-import uuid
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import detectron2
 import torch
@@ -19,7 +16,7 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 from .. import __version__
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, replace_dir, staging_dir
 from ..registry import ALL_BUILDERS
 from .configs import init_weights, packaged_config, read_training_config, source_config_path
 from .manifest import (
@@ -156,12 +153,56 @@ def package(
     name = name or (Path(source).stem if source else output_dir.resolve().name)
     check_name(name)
     manifest_path = locate_manifest(manifest)
-    releases_dir = Path(releases_dir)
-    release_dir = releases_dir / name
+    release_dir = Path(releases_dir) / name
     _check_free(name, manifest_path, release_dir, overwrite)
 
-    # Metrics
     dataset = dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
+    tasks = _read_tasks(output_dir, metrics_file, dataset, name)
+    packaged_cfg = packaged_config(cfg)
+    model = _verified_model(
+        packaged_cfg, Path(weights) if weights else output_dir / "model_final.pth"
+    )
+    given = {k: v for k, v in (costs or {}).items() if v is not None}
+    given = {"params": sum(p.numel() for p in model.parameters()), **given}
+    metrics = {"dataset": dataset, "tasks": tasks, **read_costs(output_dir, given)}
+    meta = _weights_metadata(name, cfg.MODEL.BACKBONE.NAME)
+
+    with staging_dir(release_dir) as staging_path:
+        staging = Path(staging_path)
+        weights_name, weights_data = _stage_weights(staging, model, meta)
+        config_text = packaged_cfg.dump()
+        zoo_config = manifest_path.parent / "configs" / f"{name}.yaml"
+        entry = {
+            "name": name,
+            "detector": _detector_name(cfg),
+            "neck": meta["neck"],
+            "builder": meta["builder"],
+            "config": _config_record(source, zoo_config, config_text, manifest_path),
+            "weights": _weights_record(
+                release_dir, weights_name, weights_data, manifest_path, base_url
+            ),
+            "init_weights": init_weights(cfg.MODEL.WEIGHTS),
+            "metrics": metrics,
+            "hardware": hardware or _default_hardware(cfg),
+            "versions": _versions(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _stage_release_files(staging, entry, weights_name, config_text)
+        with manifest_lock(manifest_path):
+            data = load_manifest(manifest_path)
+            _check_free(name, manifest_path, release_dir, overwrite)  # another process won?
+            data["models"][name] = entry
+            _install(staging, release_dir, zoo_config, config_text, manifest_path, data)
+    digest = entry["weights"]["sha256"]
+    logger.info(f"Released {name!r} in {release_dir} (sha256 {digest}); manifest {manifest_path}")
+    return entry
+
+
+def _read_tasks(
+    output_dir: Path, metrics_file: Optional[PathLike], dataset: Optional[str], name: str
+) -> Dict[str, Any]:
+    """The COCO metrics of a release: from ``metrics_file`` if given, else the last evaluation
+    in ``output_dir/metrics.json``; a warning when there are none."""
     if metrics_file is not None:
         tasks = read_metrics_file(metrics_file, dataset)
     elif (output_dir / "metrics.json").is_file():
@@ -170,23 +211,23 @@ def package(
         tasks = {}
     if not tasks:
         logger.warning(f"No COCO metrics found for {name!r}: pass --metrics FILE to add them")
+    return tasks
 
-    # Weights, verified against the model of the config
-    packaged_cfg = packaged_config(cfg)
+
+def _verified_model(packaged_cfg: CfgNode, weights_path: Path) -> torch.nn.Module:
+    """The model of the config on the CPU with the weights loaded strictly (so that a release
+    always loads)."""
     build_cfg = packaged_cfg.clone()
     build_cfg.MODEL.DEVICE = "cpu"
     model = build_model(build_cfg)
-    weights_path = Path(weights) if weights else output_dir / "model_final.pth"
     load_state(model, read_training_state(weights_path), f"weights {weights_path}")
-    given = {k: v for k, v in (costs or {}).items() if v is not None}
-    metrics = {
-        "dataset": dataset,
-        "tasks": tasks,
-        **read_costs(output_dir, {"params": sum(p.numel() for p in model.parameters()), **given}),
-    }
-    builder = cfg.MODEL.BACKBONE.NAME
+    return model
+
+
+def _weights_metadata(name: str, builder: str) -> Dict[str, Any]:
+    """What a release's weights file records about its neck (``META_KEY``)."""
     neck = ALL_BUILDERS.get(builder)
-    meta = {
+    return {
         "name": name,
         "neck": NECK_NAMES.get(builder, builder),
         "builder": builder,
@@ -194,57 +235,64 @@ def package(
         "version": __version__,
     }
 
-    releases_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=releases_dir))
-    staging.chmod(0o755)  # mkdtemp makes it private; a release is as readable as its files
-    try:
-        buffer = io.BytesIO()
-        torch.save({"model": model.state_dict(), META_KEY: meta}, buffer)
-        weights_data = buffer.getvalue()
-        digest = hashlib.sha256(weights_data).hexdigest()
-        weights_name = f"model_{digest[:8]}.pth"
-        atomic_write_bytes(staging / weights_name, weights_data)
-        config_text = packaged_cfg.dump()
-        zoo_config = manifest_path.parent / "configs" / f"{name}.yaml"
-        entry = {
-            "name": name,
-            "detector": _detector_name(cfg),
-            "neck": meta["neck"],
-            "builder": builder,
-            "config": {
-                "source": source,
-                "packaged": relpath(zoo_config, manifest_path.parent),
-                "sha256": hashlib.sha256(config_text.encode("utf-8")).hexdigest(),
-            },
-            "weights": {
-                "file": relpath(release_dir / weights_name, manifest_path.parent),
-                "url": f"{base_url.rstrip('/')}/{name}/{weights_name}" if base_url else None,
-                "sha256": digest,
-                "size": len(weights_data),
-            },
-            "init_weights": init_weights(cfg.MODEL.WEIGHTS),
-            "metrics": metrics,
-            "hardware": hardware or _default_hardware(cfg),
-            "versions": _versions(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        release_entry = {
-            **entry,
-            "config": {**entry["config"], "packaged": "config.yaml"},
-            "weights": {**entry["weights"], "file": weights_name},
-        }
-        atomic_write_text(staging / "config.yaml", config_text)
-        atomic_write_text(staging / "metrics.json", json_dumps({"name": name, **metrics}))
-        atomic_write_text(staging / "release.json", json_dumps(release_entry))
-        with manifest_lock(manifest_path):
-            data = load_manifest(manifest_path)
-            _check_free(name, manifest_path, release_dir, overwrite)  # another process won?
-            data["models"][name] = entry
-            _install(staging, release_dir, zoo_config, config_text, manifest_path, data)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info(f"Released {name!r} in {release_dir} (sha256 {digest}); manifest {manifest_path}")
-    return entry
+
+def _stage_weights(
+    staging: Path, model: torch.nn.Module, meta: Dict[str, Any]
+) -> Tuple[str, bytes]:
+    """Write the weights file ``model_<sha256[:8]>.pth`` into ``staging``; return its name and
+    bytes."""
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), META_KEY: meta}, buffer)
+    weights_data = buffer.getvalue()
+    weights_name = f"model_{hashlib.sha256(weights_data).hexdigest()[:8]}.pth"
+    atomic_write_bytes(staging / weights_name, weights_data)
+    return weights_name, weights_data
+
+
+def _config_record(
+    source: Optional[str], zoo_config: Path, config_text: str, manifest_path: Path
+) -> Dict[str, Any]:
+    """The manifest's "config" of a release: the source YAML, the packaged copy (relative to
+    the manifest) and its sha256."""
+    return {
+        "source": source,
+        "packaged": relpath(zoo_config, manifest_path.parent),
+        "sha256": hashlib.sha256(config_text.encode("utf-8")).hexdigest(),
+    }
+
+
+def _weights_record(
+    release_dir: Path,
+    weights_name: str,
+    weights_data: bytes,
+    manifest_path: Path,
+    base_url: Optional[str],
+) -> Dict[str, Any]:
+    """The manifest's "weights" of a release: file (relative to the manifest), URL, sha256, size."""
+    url = f"{base_url.rstrip('/')}/{release_dir.name}/{weights_name}" if base_url else None
+    return {
+        "file": relpath(release_dir / weights_name, manifest_path.parent),
+        "url": url,
+        "sha256": hashlib.sha256(weights_data).hexdigest(),
+        "size": len(weights_data),
+    }
+
+
+def _stage_release_files(
+    staging: Path, entry: Dict[str, Any], weights_name: str, config_text: str
+) -> None:
+    """Write the release folder's config.yaml, metrics.json and release.json (the manifest entry
+    with the paths inside the release) into ``staging``."""
+    release_entry = {
+        **entry,
+        "config": {**entry["config"], "packaged": "config.yaml"},
+        "weights": {**entry["weights"], "file": weights_name},
+    }
+    atomic_write_text(staging / "config.yaml", config_text)
+    atomic_write_text(
+        staging / "metrics.json", json_dumps({"name": entry["name"], **entry["metrics"]})
+    )
+    atomic_write_text(staging / "release.json", json_dumps(release_entry))
 
 
 def _install(
@@ -257,26 +305,17 @@ def _install(
 ) -> None:
     """Move the staged release into place, then write the config copy and the manifest; undo
     everything if a step fails."""
-    old_dir = None
-    if release_dir.exists():
-        old_dir = release_dir.with_name(f".{release_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(release_dir, old_dir)
     old_config = zoo_config.read_bytes() if zoo_config.exists() else None
-    moved = False
-    try:
-        os.replace(staging, release_dir)
-        moved = True
+
+    def config_and_manifest() -> None:
         atomic_write_text(zoo_config, config_text)
         write_manifest(manifest_path, manifest_data)
+
+    try:
+        replace_dir(staging, release_dir, then=config_and_manifest)
     except BaseException:
-        if moved:
-            shutil.rmtree(release_dir, ignore_errors=True)
-        if old_dir is not None:
-            os.replace(old_dir, release_dir)
         if old_config is None:
             zoo_config.unlink(missing_ok=True)
         else:
             atomic_write_bytes(zoo_config, old_config)
         raise
-    if old_dir is not None:
-        shutil.rmtree(old_dir, ignore_errors=True)

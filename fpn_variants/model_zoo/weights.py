@@ -3,12 +3,18 @@
 import io
 import pickle
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import IO, Any, Dict, Mapping, Union
 
 import torch
 from torch import nn
 
-__all__ = ["META_KEY", "load_state", "read_release_weights", "read_training_state"]
+__all__ = [
+    "META_KEY",
+    "load_state",
+    "load_weights_only",
+    "read_release_weights",
+    "read_training_state",
+]
 
 # Key of the metadata stored next to the state dict in a release's weights file.
 META_KEY = "__fpn_variants__"
@@ -16,20 +22,35 @@ META_KEY = "__fpn_variants__"
 _SAFE_BUILTINS = [set, frozenset, tuple, slice, range, complex]
 
 
+def load_weights_only(
+    source: Union[str, Path, IO[bytes]],
+    what: str,
+    *,
+    allow_unsafe_pickle: bool = False,
+    unsafe_hint: str = "",
+) -> Any:
+    """``torch.load`` of ``source`` (a path or a binary file) onto the CPU, unpickling only
+    tensors, plain containers and the plain builtins of Detectron2's trainer checkpoints
+    (``weights_only=True``; ``allow_unsafe_pickle`` for a file you trust). ValueError, naming
+    ``what``, for a file holding other objects (``unsafe_hint`` says what to do) or unreadable."""
+    try:
+        with torch.serialization.safe_globals(_SAFE_BUILTINS):
+            return torch.load(source, map_location="cpu", weights_only=not allow_unsafe_pickle)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"Refusing to unpickle {what}: it holds other objects than tensors and plain "
+            f"containers (torch.load(weights_only=True) failed). {unsafe_hint}"
+            f"{' '.join(str(e).split())}"
+        ) from e
+    except (RuntimeError, EOFError) as e:  # e.g. a truncated file
+        raise ValueError(f"{what} is not a readable torch checkpoint (truncated?): {e}") from e
+
+
 def read_training_state(path: Path) -> Dict[str, torch.Tensor]:
     """The model state dict of a training checkpoint (its optimizer state etc. are dropped)."""
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        with torch.serialization.safe_globals(_SAFE_BUILTINS):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path} cannot be read with torch.load(weights_only=True), which only accepts "
-            f"tensors and plain containers: {e}"
-        ) from e
-    except (RuntimeError, EOFError) as e:  # e.g. a truncated file
-        raise ValueError(f"{path} is not a readable torch checkpoint: {e}") from e
+    ckpt = load_weights_only(path, str(path))
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'{path} has no state dict (a dict of tensors, or one under "model")')
@@ -40,10 +61,7 @@ def read_training_state(path: Path) -> Dict[str, torch.Tensor]:
 
 def read_release_weights(data: bytes, what: str) -> Dict[str, Any]:
     """``{"model": state_dict, META_KEY: {...}}`` from the bytes of a release weights file."""
-    try:
-        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{what} is not a weights-only checkpoint: {e}") from e
+    ckpt = load_weights_only(io.BytesIO(data), what)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise ValueError(f'{what} has no "model" state dict')
     return ckpt
