@@ -35,7 +35,7 @@ ITERS, BATCH, SIZE = 20, 2, 128
 # 1.2e-7). Measured: losses within 2e-7 relative, gradients within 3e-6 (relative norm of the
 # difference, largest in the stem after ~15 layers of backward). Limits: 1e-5 and 1e-4, far
 # above that rounding and far below what a real difference gives (a RoIAlign gradient off by
-# 1% moves the bottom-up's gradients by ~1e-3).
+# 1% moves the bottom-up's gradients by 1e-2).
 LOSS_RTOL, GRAD_RTOL = 1e-5, 1e-4
 
 
