@@ -282,6 +282,10 @@ def bench_config(config: str, args, progress: Callable[[str], None]) -> Dict:
             }
     ours, stock = result["models"]["ours"], result["models"]["stock"]
     result["speedup"] = ours["images_per_s"] / stock["images_per_s"]
+    # Per window pair (adjacent in time, so under about the same load): stock / ours time.
+    pairs = [b / a for a, b in zip(ours["window_seconds"], stock["window_seconds"])]
+    result["window_pair_speedups"] = pairs
+    result["speedup_median_of_pairs"] = statistics.median(pairs)
     return result
 
 
@@ -304,6 +308,13 @@ def markdown(results: Dict) -> str:
                 f"{m['step_gmacs_per_s']:.1f} ({m['step_gmacs_per_s'] / roof * 100:.0f}%) | "
                 f"{shares} |"
             )
+    lines.append("")
+    for r in results["configs"]:
+        pairs = ", ".join(f"{x:.2f}" for x in r["window_pair_speedups"])
+        lines.append(
+            f"{r['config']}: speed-up per window pair (ours and stock run back to back) {pairs}; "
+            f"median {r['speedup_median_of_pairs']:.2f}x."
+        )
     lines.append("")
     lines.append(
         f"Throughput: median of {results['windows']} windows of {results['window']} training "
