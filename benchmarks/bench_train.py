@@ -137,7 +137,7 @@ def component_ranges(model) -> List[tuple]:
     if box_predictor is not None:
         out.append((box_predictor, "losses", "loss"))
     if type(model).__name__ == "RetinaNet":
-        out.append((model, "head", "rpn"))  # the dense head plays the RPN's part
+        out.append((model.head, "forward", "rpn"))  # the dense head plays the RPN's part
         out.append((model, "losses", "loss"))
     return out
 
@@ -272,7 +272,9 @@ def bench_config(config: str, args, progress: Callable[[str], None]) -> Dict:
             median = statistics.median(windows[label]) / args.window
             result["models"][label] = {
                 "backbone": trainer.cfg.MODEL.BACKBONE.NAME,
-                "roi_heads": trainer.cfg.MODEL.ROI_HEADS.NAME,
+                "roi_heads": (
+                    trainer.cfg.MODEL.ROI_HEADS.NAME if hasattr(trainer.model, "roi_heads") else "-"
+                ),
                 "window_seconds": windows[label],
                 "seconds_per_iteration": median,
                 "images_per_s": images / median,
