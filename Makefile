@@ -36,6 +36,7 @@ zoo: setup
 
 benchmark: setup
 	$(PY) benchmarks/bench_necks.py --train --out output/bench_necks
+	$(PY) benchmarks/bench_train.py --out output/bench_train
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

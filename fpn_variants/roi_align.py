@@ -15,7 +15,7 @@ of NHWC rows (C values per pixel):
 - forward: gather each RoI's window rows, then ``Ay_w @ window @ Ax_w^T`` as two batched matrix
   products;
 - backward: ``Ay_w^T @ G @ Ax_w`` as two batched matrix products, then one (deterministic)
-  scatter-add of the window rows into the input gradient.
+  index-add of the window rows into the input gradient.
 
 Same function as torchvision's (``aligned``, ``sampling_ratio`` > 0 or adaptive, samples outside
 [-1, size] dropped, borders clamped), up to float rounding: the sums run in another order.
@@ -185,10 +185,10 @@ class RoIWindows:
                 group.weights_x.transpose(1, 2).unsqueeze(1), self._rows(grad_bins, group)
             )
             window = torch.bmm(group.weights_y.transpose(1, 2), rows.reshape(size, pooled_h, -1))
-            # scatter_add_ with an expanded index: sorted and parallel over the table's rows,
-            # deterministic (index_put_ with accumulate adds atomically in parallel).
-            pixels = group.pixels.flatten()
-            grad_table.scatter_add_(0, pixels[:, None].expand(-1, c), window.reshape(-1, c))
+            # index_add_ on the CPU: window rows added in index order, each a vectorized C-wide
+            # add; deterministic, and ~8x faster here than scatter_add_ with an index expanded
+            # over the channels (index_put_ with accumulate adds atomically in parallel).
+            grad_table.index_add_(0, group.pixels.flatten(), window.reshape(-1, c))
         return grad_table.view(n, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 

@@ -1,0 +1,380 @@
+"""Training throughput of the detectors of the CPU recipe against Detectron2's stock model, in one
+process.
+
+For each config (default: Faster R-CNN R18-FPN of configs/Synthetic), two trainers are built:
+
+* ours: the config as ``tools/train_net.py`` trains it (this project's neck, ``PyramidROIHeads``
+  with the batched-matmul RoIAlign);
+* stock: the same config with Detectron2's own FPN (``build_resnet_fpn_backbone``, or
+  ``build_retinanet_resnet_fpn_backbone`` for RetinaNet) and, for R-CNNs, Detectron2's
+  ``StandardROIHeads`` whose poolers run torchvision's RoIAlign. Its poolers get the config's
+  level rule (MODEL.ROI_HEADS.CANONICAL_*), so both pool the same boxes from the same levels.
+
+Both are :class:`fpn_variants.engine.Trainer` s, so a step is ``tools/train_net.py``'s: the next
+batch from the (resumable) training loader with its DATALOADER.NUM_WORKERS workers, forward,
+backward, gradient clipping and the optimizer step. Steps are timed in windows of ``--window``
+iterations, alternating ours / stock after ``--warmup`` iterations each, so that the load of
+other processes on the machine falls on both alike; throughput = images / median window time
+and the speed-up = ours / stock of those medians.
+
+Then, for each model, torch.profiler over ``--profile-steps`` steps splits the step into data,
+bottom-up, neck, RPN, RoI heads, loss, optimizer and the rest: forward ops by the module they run
+in (record_function ranges), backward ops by the forward op that created them (autograd's
+sequence numbers). GMAC/s: multiply-adds of the convolutions and linear layers of one training
+forward (counted by module hooks) times 3 (forward, input gradient, weight gradient) per step
+time, against this machine's conv roofline (``fpn_variants.analysis``: one large 3x3 conv).
+
+    python benchmarks/bench_train.py [--configs faster_rcnn_R18_FPN retinanet_R18_FPN ...]
+        [--windows 6] [--window 4] [--warmup 3] [--out output/bench_train]
+
+Writes OUT/results.json (every window time, shares, MACs) and OUT/table.md.
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+from detectron2.config import get_cfg
+from detectron2.utils.events import EventStorage
+
+from fpn_variants.config import add_fpn_variants_config, check_config
+from fpn_variants.engine import Trainer
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic")
+
+# Components of a step, in table order; "other" is the rest (preprocessing, the sum of losses,
+# autograd bookkeeping).
+COMPONENTS = ("data", "bottom_up", "neck", "rpn", "roi_heads", "loss", "optimizer", "other")
+_RANGE = "bench_train::"
+
+
+def build_cfg(config: str, stock: bool, out_dir: str, opts: List[str]):
+    cfg = get_cfg()
+    add_fpn_variants_config(cfg)
+    cfg.merge_from_file(os.path.join(CONFIG_DIR, config + ".yaml"), allow_unsafe=False)
+    cfg.merge_from_list(opts)
+    if stock:
+        retina = cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
+        cfg.MODEL.BACKBONE.NAME = (
+            "build_retinanet_resnet_fpn_backbone" if retina else "build_resnet_fpn_backbone"
+        )
+        if not retina:
+            cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.OUTPUT_DIR = os.path.join(out_dir, "runs", config + ("_stock" if stock else ""))
+    cfg.TEST.PRECISE_BN.ENABLED = False
+    check_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def build_trainer(cfg) -> Trainer:
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    model = trainer.model
+    for name in ("box_pooler", "mask_pooler", "keypoint_pooler"):
+        pooler = getattr(getattr(model, "roi_heads", None), name, None)
+        if pooler is not None:  # the stock StandardROIHeads: the config's level rule
+            pooler.canonical_box_size = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
+            pooler.canonical_level = cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL
+    return trainer
+
+
+def run_steps(trainer: Trainer, count: int) -> float:
+    """``count`` training steps as DefaultTrainer.train runs them (without the hooks); seconds."""
+    start = time.perf_counter()
+    for _ in range(count):
+        trainer.storage.iter = trainer.iter
+        trainer.run_step()
+        trainer.iter += 1
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def wrapped(obj, attr: str, label: str):
+    """Run ``obj.attr(...)`` inside a record_function range ``label`` within the block."""
+    original = getattr(obj, attr)
+    had_own = attr in vars(obj)
+
+    def call(*args, **kwargs):
+        with torch.profiler.record_function(_RANGE + label):
+            return original(*args, **kwargs)
+
+    setattr(obj, attr, call)
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(obj, attr, original)
+        else:
+            delattr(obj, attr)
+
+
+def component_ranges(model) -> List[tuple]:
+    """(object, method, component) to wrap: the deepest range around an op names its component."""
+    out = []
+    backbone = model.backbone
+    bottom_up = getattr(backbone, "bottom_up", None)
+    if bottom_up is not None:
+        out += [(backbone, "forward", "neck"), (bottom_up, "forward", "bottom_up")]
+    else:
+        out.append((backbone, "forward", "bottom_up"))
+    for name in ("proposal_generator", "roi_heads"):
+        module = getattr(model, name, None)
+        if module is not None:
+            out.append((module, "forward", "rpn" if name == "proposal_generator" else name))
+    if getattr(model, "proposal_generator", None) is not None:
+        out.append((model.proposal_generator, "losses", "loss"))
+    box_predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if box_predictor is not None:
+        out.append((box_predictor, "losses", "loss"))
+    if type(model).__name__ == "RetinaNet":
+        out.append((model.head, "forward", "rpn"))  # the dense head plays the RPN's part
+        out.append((model, "losses", "loss"))
+    return out
+
+
+def profiled_step(trainer: Trainer) -> None:
+    """One step of SimpleTrainer.run_step with a range around each phase."""
+    inner = trainer._trainer
+    with torch.profiler.record_function(_RANGE + "data"):
+        data = next(inner._data_loader_iter)
+    loss_dict = inner.model(data)
+    losses = sum(loss_dict.values())
+    with torch.profiler.record_function(_RANGE + "optimizer"):
+        inner.optimizer.zero_grad()
+    with torch.profiler.record_function(_RANGE + "backward"):
+        losses.backward()
+    with torch.profiler.record_function(_RANGE + "optimizer"):
+        inner.optimizer.step()
+    trainer.iter += 1
+
+
+def step_shares(trainer: Trainer, steps: int) -> Dict[str, float]:
+    """Fraction of the profiled steps' time in each of COMPONENTS (sums to 1)."""
+    model = trainer.model
+    with contextlib.ExitStack() as stack:
+        for obj, attr, label in component_ranges(model):
+            stack.enter_context(wrapped(obj, attr, label))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                profiled_step(trainer)
+    events = prof.events()
+
+    def own_range(event):
+        """The component of the innermost range around ``event``, or the evaluate_function
+        event of the backward node it runs in, whichever is closer."""
+        node = event
+        while node is not None:
+            if node.name.startswith(_RANGE):
+                return node.name[len(_RANGE) :], None
+            if node.name.startswith("autograd::engine::evaluate_function"):
+                return None, node
+            node = node.cpu_parent
+        return "other", None
+
+    # Forward op sequence number -> component of the range it ran in.
+    seq_component: Dict[int, str] = {}
+    for event in events:
+        if event.sequence_nr >= 0 and not event.name.startswith("autograd::"):
+            label, _ = own_range(event)
+            if label not in (None, "backward"):
+                seq_component.setdefault(event.sequence_nr, label)
+    totals = {c: 0.0 for c in COMPONENTS}
+    for event in events:
+        label, node = own_range(event)
+        if node is not None:
+            label = seq_component.get(node.sequence_nr, "other")
+        if label in ("backward", None):
+            label = "other"
+        totals[label if label in totals else "other"] += event.self_cpu_time_total
+    total = sum(totals.values()) or 1.0
+    return {c: v / total for c, v in totals.items()}
+
+
+def training_macs(trainer: Trainer) -> int:
+    """Multiply-adds of the Conv2d and Linear layers in one training forward (next batch)."""
+    macs = [0]
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            macs[0] += output.numel() * module.in_channels // module.groups * k
+        else:
+            macs[0] += output.numel() * module.in_features
+
+    model = trainer.model
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    try:
+        data = next(trainer._trainer._data_loader_iter)
+        model(data)  # no backward: the weights do not change
+    finally:
+        for h in handles:
+            h.remove()
+    return macs[0]
+
+
+def roofline_gmacs() -> float:
+    """GMAC/s of one large 3x3 conv here (fvcore's flop is one multiply-add)."""
+    try:
+        from fpn_variants.analysis import conv_roofline
+    except ImportError:  # moved elsewhere: measure it here
+        conv = torch.nn.Conv2d(256, 256, 3, padding=1).to(memory_format=torch.channels_last)
+        x = torch.randn(1, 256, 100, 100).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                conv(x)
+                times.append(time.perf_counter() - start)
+        return 256 * 256 * 9 * 100 * 100 / min(times) / 1e9
+    return conv_roofline()["gflops_per_s"]
+
+
+def bench_config(config: str, args, progress: Callable[[str], None]) -> Dict:
+    trainers = {}
+    for label, stock in (("ours", False), ("stock", True)):
+        cfg = build_cfg(config, stock, args.out, args.opts)
+        trainers[label] = build_trainer(cfg)
+    images = cfg.SOLVER.IMS_PER_BATCH
+    result = {"config": config, "images_per_batch": images, "models": {}}
+    with EventStorage(0) as storage:
+        for trainer in trainers.values():
+            trainer.storage = storage
+            trainer._trainer.storage = storage
+        for label, trainer in trainers.items():
+            progress(f"{config}: {label}: {args.warmup} warm-up steps")
+            run_steps(trainer, args.warmup)
+        windows = {label: [] for label in trainers}
+        for w in range(args.windows):
+            for label, trainer in trainers.items():
+                windows[label].append(run_steps(trainer, args.window))
+            progress(
+                f"{config}: window {w + 1}/{args.windows}: "
+                + ", ".join(f"{k} {v[-1] / args.window:.3f} s/it" for k, v in windows.items())
+            )
+        for label, trainer in trainers.items():
+            progress(f"{config}: {label}: profiling {args.profile_steps} steps")
+            shares = step_shares(trainer, args.profile_steps)
+            macs = training_macs(trainer)
+            median = statistics.median(windows[label]) / args.window
+            result["models"][label] = {
+                "backbone": trainer.cfg.MODEL.BACKBONE.NAME,
+                "roi_heads": (
+                    trainer.cfg.MODEL.ROI_HEADS.NAME if hasattr(trainer.model, "roi_heads") else "-"
+                ),
+                "window_seconds": windows[label],
+                "seconds_per_iteration": median,
+                "images_per_s": images / median,
+                "shares": shares,
+                "forward_macs": macs,
+                "step_gmacs_per_s": 3 * macs / median / 1e9,
+            }
+    ours, stock = result["models"]["ours"], result["models"]["stock"]
+    result["speedup"] = ours["images_per_s"] / stock["images_per_s"]
+    # Per window pair (adjacent in time, so under about the same load): stock / ours time.
+    pairs = [b / a for a, b in zip(ours["window_seconds"], stock["window_seconds"])]
+    result["window_pair_speedups"] = pairs
+    result["speedup_median_of_pairs"] = statistics.median(pairs)
+    return result
+
+
+def markdown(results: Dict) -> str:
+    roof = results["roofline_gmacs_per_s"]
+    head = (
+        "| config | model | img/s | s/iter | speed-up | GMAC/s (% of conv roofline) | "
+        + " | ".join(COMPONENTS)
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (6 + len(COMPONENTS))]
+    for r in results["configs"]:
+        for label in ("ours", "stock"):
+            m = r["models"][label]
+            speed = f"{r['speedup']:.2f}x" if label == "ours" else "1.00x"
+            shares = " | ".join(f"{m['shares'][c] * 100:.0f}%" for c in COMPONENTS)
+            lines.append(
+                f"| {r['config']} | {label} ({m['backbone']}, {m['roi_heads']}) | "
+                f"{m['images_per_s']:.2f} | {m['seconds_per_iteration']:.3f} | {speed} | "
+                f"{m['step_gmacs_per_s']:.1f} ({m['step_gmacs_per_s'] / roof * 100:.0f}%) | "
+                f"{shares} |"
+            )
+    lines.append("")
+    for r in results["configs"]:
+        pairs = ", ".join(f"{x:.2f}" for x in r["window_pair_speedups"])
+        lines.append(
+            f"{r['config']}: speed-up per window pair (ours and stock run back to back) {pairs}; "
+            f"median {r['speedup_median_of_pairs']:.2f}x."
+        )
+    lines.append("")
+    lines.append(
+        f"Throughput: median of {results['windows']} windows of {results['window']} training "
+        f"iterations each (data loading included, as tools/train_net.py), ours and stock "
+        f"alternating in one process after {results['warmup']} warm-up iterations each; "
+        f"{results['threads']} torch threads. Speed-up = ours / stock img/s. Shares: "
+        f"torch.profiler over {results['profile_steps']} steps. Conv roofline "
+        f"{roof:.0f} GMAC/s (one 256-channel 3x3 conv); step GMAC/s = 3 x forward conv+linear "
+        "MACs / step time."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: List[str] = None) -> Dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["faster_rcnn_R18_FPN"],
+        help="names of configs/Synthetic/*.yaml (e.g. faster_rcnn_R18_PANet retinanet_R18_FPN)",
+    )
+    parser.add_argument("--windows", type=int, default=6, help="timed windows per model")
+    parser.add_argument("--window", type=int, default=4, help="iterations per window")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per model")
+    parser.add_argument("--profile-steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", default="output/bench_train")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("detectron2").setLevel(logging.WARNING)
+    logging.getLogger("fpn_variants").setLevel(logging.WARNING)
+
+    def progress(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    progress("conv roofline")
+    results = {
+        "threads": args.threads,
+        "windows": args.windows,
+        "window": args.window,
+        "warmup": args.warmup,
+        "profile_steps": args.profile_steps,
+        "opts": args.opts,
+        "roofline_gmacs_per_s": roofline_gmacs(),
+        "configs": [],
+    }
+    for config in args.configs:
+        results["configs"].append(bench_config(config, args, progress))
+    table = markdown(results)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
