@@ -96,9 +96,9 @@ def test_single_scale_needs_one_feature():
         build_backbone(cfg)
 
 
-def test_finest_level_refuses_a_top_block_it_cannot_feed():
+def test_finest_level_refuses_an_extra_level_it_cannot_feed():
     cfg = load("FPNP2")
     cfg.MODEL.FPN.NUM_EXTRA_LEVELS = 1  # EXTRA_LEVEL_TYPE "maxpool": P6 from P5
     cfg.MODEL.RPN.IN_FEATURES = ["p2"]
-    with pytest.raises(ValueError, match="TOP_BLOCK='maxpool' subsamples the output at level 5"):
+    with pytest.raises(ValueError, match="'maxpool' extra level subsamples the output at level 5"):
         build_backbone(cfg)
