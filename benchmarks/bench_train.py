@@ -44,6 +44,7 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.utils.events import EventStorage
 
+from fpn_variants.analysis import roofline_conv
 from fpn_variants.config import add_fpn_variants_config, check_config
 from fpn_variants.engine import Trainer
 
@@ -226,21 +227,17 @@ def training_macs(trainer: Trainer) -> int:
     return macs[0]
 
 
-def roofline_gmacs() -> float:
-    """GMAC/s of one large 3x3 conv here (fvcore's flop is one multiply-add)."""
-    try:
-        from fpn_variants.analysis import conv_roofline
-    except ImportError:  # moved elsewhere: measure it here
-        conv = torch.nn.Conv2d(256, 256, 3, padding=1).to(memory_format=torch.channels_last)
-        x = torch.randn(1, 256, 100, 100).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            times = []
-            for _ in range(5):
-                start = time.perf_counter()
-                conv(x)
-                times.append(time.perf_counter() - start)
-        return 256 * 256 * 9 * 100 * 100 / min(times) / 1e9
-    return conv_roofline()["gflops_per_s"]
+def roofline_gmacs(repeats: int = 5) -> float:
+    """GMAC/s of one large 3x3 conv here (:func:`fpn_variants.analysis.roofline_conv`; fvcore's
+    flop is one multiply-add): the best of ``repeats`` timings."""
+    conv, flops = roofline_conv()
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            conv()
+            times.append(time.perf_counter() - start)
+    return flops / min(times) / 1e9
 
 
 def bench_config(config: str, args, progress: Callable[[str], None]) -> Dict:
