@@ -2,13 +2,16 @@
 """Write the generated sections of README.md from result files (never edit them by hand).
 
     python tools/update_readme.py [--compare output/reference] [--bench output/bench_necks]
+                                  [--bench-train output/bench_train]
 
 - between ``<!-- compare:begin -->`` and ``<!-- compare:end -->``: ``table.md`` of a
   ``tools/compare.py`` run (the reference comparison, ``make reference``), plus its plots copied
   to ``docs/images/``; the same table and every run's AP per seed between
   ``<!-- reference:begin -->`` and ``<!-- reference:end -->`` of docs/reference_comparison.md;
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
-  ``benchmarks/bench_necks.py`` (``results.json``).
+  ``benchmarks/bench_necks.py`` (``results.json``);
+- between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of
+  ``benchmarks/bench_train.py`` (training throughput, ours against stock Detectron2).
 A section whose source is missing is left as it is.
 """
 
@@ -98,6 +101,7 @@ def main() -> None:
     parser.add_argument("--compare", default="output/reference")
     parser.add_argument("--reference-doc", default="docs/reference_comparison.md")
     parser.add_argument("--bench", default="output/bench_necks")
+    parser.add_argument("--bench-train", default="output/bench_train")
     args = parser.parse_args()
     with open(args.readme) as f:
         text = f.read()
@@ -116,6 +120,10 @@ def main() -> None:
             print(f"updated {args.reference_doc}")
     if os.path.isfile(os.path.join(args.bench, "results.json")):
         text = replace_section(text, "bench", bench_section(args.bench))
+    train_table = os.path.join(args.bench_train, "table.md")
+    if os.path.isfile(train_table):
+        with open(train_table, encoding="utf-8") as f:
+            text = replace_section(text, "bench-train", f.read())
     with open(args.readme, "w") as f:
         f.write(text)
     print(f"updated {args.readme}")
