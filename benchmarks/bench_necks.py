@@ -260,7 +260,10 @@ def main(argv: List[str] = None) -> None:
         if args.profile:
             print_profile(fast)
         if args.train:
-            results["pairs"][name]["train"] = training_step_ratio(pair, args.repeats)
+            train = training_step_ratio(pair, args.repeats)
+            # forward + backward is about 3x the forward's multiply-adds
+            train["roofline_fraction"] = 3 * flops / train["ours"]["median"] / 1e9 / roofline
+            results["pairs"][name]["train"] = train
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -294,18 +297,30 @@ def training_step_ratio(pair: Pair, repeats: int) -> Dict[str, float]:
 
     pair.ours.train()
     pair.peer.train()
-    stats = interleaved_latency(
-        {"ours": step(pair.ours, pair.ours_call), "peer": step(pair.peer, pair.peer_call)},
-        repeats=repeats,
-    )
+    steps = {"ours": step(pair.ours, pair.ours_call), "peer": step(pair.peer, pair.peer_call)}
+    stats = interleaved_latency(steps, repeats=repeats)
+    shares = {label: conv_share(run) for label, run in steps.items()}
     pair.ours.eval()
     pair.peer.eval()
     ratio = stats["ours"]["median"] / stats["peer"]["median"]
     print(
         f"{'':32s} training step: ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
-        f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}"
+        f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  convolutions "
+        f"{shares['ours'] * 100:.0f}% / {shares['peer'] * 100:.0f}% of the step"
     )
-    return dict(stats, ratio=ratio)
+    return dict(stats, ratio=ratio, conv_share=shares)
+
+
+def conv_share(run: Callable[[], None], steps: int = 2) -> float:
+    """Fraction of ``run``'s CPU time (torch.profiler, ops' self time over ``steps`` calls) spent
+    in convolution kernels, forward and backward (oneDNN's and ATen's)."""
+    with torch.profiler.profile() as prof:
+        for _ in range(steps):
+            run()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower())
+    return conv / total
 
 
 if __name__ == "__main__":

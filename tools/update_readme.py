@@ -75,22 +75,32 @@ def bench_section(folder: str) -> str:
         f"{results['threads']} threads, batch 1, eval mode, median of {results['repeats']} "
         "interleaved runs; roofline = GFLOP/s of a 256-channel 3x3 conv at 100x100 timed in "
         "turns with each pair; FLOPs by fvcore; training step = forward + backward in train "
-        "mode.",
+        "mode, with the share of its time in convolution kernels (forward and backward, "
+        "torch.profiler) ours / peer and its fraction of the roofline (3x the forward's FLOPs).",
         "",
         "| neck (peer, config) | ours (ms) | peer (ms) | ours / peer | GFLOPs | % of roofline "
-        "| max rel. diff | training step ours / peer |",
-        "|---|---|---|---|---|---|---|---|",
+        "| max rel. diff | training step ours / peer | step in convs ours / peer "
+        "| step % of roofline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["pairs"].items():
         if "skipped" in r:
-            lines.append(f"| {name} | – | – | peer not installed | – | – | – | – |")
+            lines.append(f"| {name} | – | – | peer not installed | – | – | – | – | – | – |")
             continue
         diff = "not the same function" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.0e}"
-        train = f"{r['train']['ratio']:.2f}" if "train" in r else "–"
+        train, convs, roof = "–", "–", "–"
+        if "train" in r:
+            t = r["train"]
+            train = f"{t['ratio']:.2f}"
+            if "conv_share" in t:
+                convs = (
+                    f"{t['conv_share']['ours'] * 100:.0f}% / {t['conv_share']['peer'] * 100:.0f}%"
+                )
+                roof = f"{t['roofline_fraction'] * 100:.0f}%"
         lines.append(
             f"| {name} | {r['ours']['median'] * 1e3:.0f} | {r['peer']['median'] * 1e3:.0f} | "
             f"{r['ratio']:.2f} | {r['gflops']:.2f} | {r['roofline_fraction'] * 100:.0f}% | "
-            f"{diff} | {train} |"
+            f"{diff} | {train} | {convs} | {roof} |"
         )
     return "\n".join(lines) + "\n"
 
