@@ -48,6 +48,14 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = 224
     cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL = 4
 
+    _add_pyramid_keys(cfg)
+    _add_panet_keys(cfg)
+    _add_bifpn_keys(cfg)
+    _add_nasfpn_keys(cfg)
+    return cfg
+
+
+def _add_pyramid_keys(cfg: CN) -> None:
     # Shared neck keys live on Detectron2's MODEL.FPN node (IN_FEATURES, OUT_CHANNELS, NORM and
     # FUSE_TYPE are Detectron2's own), so existing FPN configs keep working.
     # Number of extra levels above the last input (P6, P7, ...): 1 for the R-CNNs (P6, read by
@@ -71,6 +79,8 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     # MODEL.FPN.NORM is the norm of FPN, PANet and the FPN-paper baselines (Detectron2's default
     # "", none); BiFPN and NAS-FPN have their own MODEL.BIFPN.NORM and MODEL.NASFPN.NORM.
 
+
+def _add_panet_keys(cfg: CN) -> None:
     # PANet (build_panet_backbone): bottom-up path augmentation after the FPN.
     cfg.MODEL.PANET = CN()
     # Activation after each conv of the bottom-up path: "relu" (paper), "swish" or "" (none, as
@@ -80,6 +90,8 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     # "mmdet": mmdetection's PAFPN, which downsamples the running sum before its 3x3 conv.
     cfg.MODEL.PANET.ORDERING = "official"
 
+
+def _add_bifpn_keys(cfg: CN) -> None:
     # BiFPN (build_bifpn_backbone): repeated weighted bidirectional layers (EfficientDet).
     cfg.MODEL.BIFPN = CN()
     # Number of BiFPN layers, each with its own weights (EfficientDet-D0: 3).
@@ -106,6 +118,8 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     # (An older config's MODEL.FPN.NORM is used when this key stays at "BN".)
     cfg.MODEL.BIFPN.NORM = "BN"
 
+
+def _add_nasfpn_keys(cfg: CN) -> None:
     # NAS-FPN (build_nasfpn_backbone): stacked searched cells (Ghiasi et al. 2019).
     cfg.MODEL.NASFPN = CN()
     # Number of stacked cells, each with its own weights (paper: 7 at 256 channels).
@@ -128,7 +142,6 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     # Norm of the lateral projections and merge convs: "BN" (paper), "SyncBN", "GN" or "" (none).
     # (An older config's MODEL.FPN.NORM is used when this key stays at "BN".)
     cfg.MODEL.NASFPN.NORM = "BN"
-    return cfg
 
 
 def check_variant_keys(cfg: CN) -> None:
