@@ -47,6 +47,7 @@ from detectron2.utils.events import EventStorage
 from fpn_variants.analysis import roofline_conv
 from fpn_variants.config import add_fpn_variants_config, check_config
 from fpn_variants.engine import Trainer
+from fpn_variants.roi_heads import POOLER_NAMES, set_roi_level_rule
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic")
@@ -80,12 +81,9 @@ def build_trainer(cfg) -> Trainer:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
-    model = trainer.model
-    for name in ("box_pooler", "mask_pooler", "keypoint_pooler"):
-        pooler = getattr(getattr(model, "roi_heads", None), name, None)
-        if pooler is not None:  # the stock StandardROIHeads: the config's level rule
-            pooler.canonical_box_size = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
-            pooler.canonical_level = cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL
+    # The stock StandardROIHeads too: the config's level rule.
+    roi_heads = getattr(trainer.model, "roi_heads", None)
+    set_roi_level_rule(cfg, (getattr(roi_heads, name, None) for name in POOLER_NAMES))
     return trainer
 
 

@@ -12,7 +12,7 @@ training path on the CPU that is several times faster than torchvision's (whose 
 serial scatter code).
 """
 
-from typing import Dict
+from typing import Dict, Iterable, Optional
 
 from detectron2.config import CfgNode
 from detectron2.layers import ROIAlign as Detectron2ROIAlign
@@ -22,9 +22,19 @@ from detectron2.modeling.poolers import ROIPooler
 
 from .roi_align import ROIAlign
 
-__all__ = ["PyramidROIHeads", "use_fast_roi_align"]
+__all__ = ["POOLER_NAMES", "PyramidROIHeads", "set_roi_level_rule", "use_fast_roi_align"]
 
-_POOLERS = ("box_pooler", "mask_pooler", "keypoint_pooler")
+# The ROIPooler attributes of Detectron2's R-CNN ROI heads (each may be absent or None).
+POOLER_NAMES = ("box_pooler", "mask_pooler", "keypoint_pooler")
+
+
+def set_roi_level_rule(cfg: CfgNode, poolers: Iterable[Optional[ROIPooler]]) -> None:
+    """Give each of ``poolers`` (None skipped) the RoI-to-level rule of ``cfg``:
+    MODEL.ROI_HEADS.CANONICAL_BOX_SIZE and CANONICAL_LEVEL, in place."""
+    for pooler in poolers:
+        if pooler is not None:
+            pooler.canonical_box_size = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
+            pooler.canonical_level = cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL
 
 
 def use_fast_roi_align(pooler: ROIPooler) -> None:
@@ -46,7 +56,7 @@ class PyramidROIHeads(StandardROIHeads):
     def __init__(self, *args, **kwargs):
         """As ``StandardROIHeads`` (``(cfg, input_shape)`` or keyword arguments)."""
         super().__init__(*args, **kwargs)
-        for key in _POOLERS:
+        for key in POOLER_NAMES:
             pooler = getattr(self, key, None)
             if pooler is not None:
                 use_fast_roi_align(pooler)
@@ -54,9 +64,5 @@ class PyramidROIHeads(StandardROIHeads):
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
         ret = super().from_config(cfg, input_shape)
-        for key in _POOLERS:
-            pooler = ret.get(key)
-            if pooler is not None:
-                pooler.canonical_box_size = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
-                pooler.canonical_level = cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL
+        set_roi_level_rule(cfg, map(ret.get, POOLER_NAMES))
         return ret

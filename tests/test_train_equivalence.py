@@ -25,6 +25,7 @@ from detectron2.utils.events import EventStorage
 
 from fpn_variants.config import add_fpn_variants_config
 from fpn_variants.engine import Trainer
+from fpn_variants.roi_heads import set_roi_level_rule
 
 CONFIG = os.path.join(
     os.path.dirname(__file__), "..", "configs", "Synthetic", "faster_rcnn_R18_FPN.yaml"
@@ -86,9 +87,7 @@ def _batches():
 def _old_model(cfg):
     """Detectron2's stock model with the config's RoI level rule."""
     model = build_model(cfg)
-    pooler = model.roi_heads.box_pooler
-    pooler.canonical_box_size = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
-    pooler.canonical_level = cfg.MODEL.ROI_HEADS.CANONICAL_LEVEL
+    set_roi_level_rule(cfg, [model.roi_heads.box_pooler])
     return model
 
 
