@@ -12,6 +12,7 @@ from detectron2.modeling import build_backbone
 
 import fpn_variants
 from fpn_variants.config import check_config
+from fpn_variants.necks import base
 
 from .utils import make_cfg
 
@@ -157,6 +158,15 @@ def test_the_model_zoo_configs_written_with_top_block_build_as_before(path):
     assert list(neck.output_shape()) == levels
     expected = {"BN": {torch.nn.BatchNorm2d}, "": set()}[cfg.MODEL.FPN.NORM]
     assert _neck_norms(neck) == expected
+
+
+def test_the_defaults_the_necks_compare_against_are_the_configs():
+    """necks.base cannot import fpn_variants.config (imports point one way): the defaults it
+    uses to tell an older config's keys from new ones must stay the config's."""
+    cfg = fpn_variants.add_fpn_variants_config(get_cfg())
+    fpn = cfg.MODEL.FPN
+    assert base._DEFAULT_EXTRA_LEVELS == (fpn.NUM_EXTRA_LEVELS, fpn.EXTRA_LEVEL_TYPE)
+    assert base._DEFAULT_VARIANT_NORM == cfg.MODEL.BIFPN.NORM == cfg.MODEL.NASFPN.NORM
 
 
 @pytest.mark.parametrize(
