@@ -34,6 +34,7 @@ What differs from Detectron2's own ``tools/train_net.py``:
 
 import argparse
 import datetime
+import json
 import logging
 import math
 import os
@@ -110,6 +111,8 @@ SPLITS = ("train", "test")
 
 # The lock file a run holds in its OUTPUT_DIR.
 RUN_LOCK = ".run.lock"
+# The results of an --eval-only run, in its OUTPUT_DIR: {[dataset: ]{task: {metric: value}}}.
+EVAL_RESULTS = "eval_results.json"
 
 
 def claim_output_dir(output_dir: str) -> None:
@@ -527,7 +530,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
 
 
 def main(args: argparse.Namespace):
-    """Train (then evaluate on DATASETS.TEST), or only evaluate with ``--eval-only``.
+    """Train (then evaluate on DATASETS.TEST), or only evaluate with ``--eval-only`` (the results
+    also go to ``OUTPUT_DIR/eval_results.json``).
 
     Returns:
         OrderedDict: evaluation results {dataset: {task: {metric: value}}}.
@@ -542,6 +546,8 @@ def main(args: argparse.Namespace):
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
+            path = os.path.join(cfg.OUTPUT_DIR, EVAL_RESULTS)
+            atomic_write_text(path, json.dumps(results, indent=2))
         return results
     trainer = Trainer(cfg, allow_partial_weights=args.allow_partial_weights)
     trainer.resume_or_load(resume=args.resume)

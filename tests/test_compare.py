@@ -1,248 +1,262 @@
-"""The side-by-side comparison: every run is tools/train_net.py in a fresh process (same weights
-and AP as that command, the same when rerun), several seeds per cell with mean ± std and paired
-differences to FPN, and resuming after an interruption without redoing finished runs."""
+"""The side-by-side comparison on a recipe of its own: every run is tools/train_net.py in a fresh
+process (its recorded command reproduces it), launchers agree bit for bit, records merge across
+folders, records of another recipe are refused, and an interrupted submitit job resumes."""
 
-import csv
-import json
-import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from fpn_variants import compare as compare_module
-from fpn_variants.compare import (
+from fpn_variants.comparison import (
+    Ledger,
+    Recipe,
+    RecipeMismatchError,
+    RunRecord,
+    cells_from_configs,
+    cells_from_template,
+    collect,
     compare,
-    late_gain,
-    paired_difference,
-    render_table,
-    summarize,
+    config_hash,
+    make_launcher,
+    plan_runs,
 )
+from fpn_variants.comparison.launchers import LocalLauncher
 from fpn_variants.data import SyntheticSpec, generate_synthetic_dataset
-from fpn_variants.model_zoo.metrics import read_training_metrics
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs", "Synthetic")
-TINY_OPTS = [
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
-    "MODEL.FPN.OUT_CHANNELS", "16", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4",
-    "SOLVER.WARMUP_ITERS", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.PRECISE_BN.NUM_ITER", "2",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # detections after 4 iterations: AP is a number
-]  # fmt: skip
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A recipe of the test's own: tiny images and necks, a short schedule with checkpoints (an
+# interrupted run resumes from one) and detections at any score (AP is a number).
+RECIPE = """_BASE_: "{base}"
+INPUT: {{MIN_SIZE_TRAIN: [128], MAX_SIZE_TRAIN: 128, MIN_SIZE_TEST: 128, MAX_SIZE_TEST: 128}}
+MODEL: {{FPN: {{OUT_CHANNELS: 16}}, ROI_HEADS: {{SCORE_THRESH_TEST: 0.0}}}}
+SOLVER: {{IMS_PER_BATCH: 2, MAX_ITER: {max_iter}, WARMUP_ITERS: 2, CHECKPOINT_PERIOD: 2}}
+DATALOADER: {{NUM_WORKERS: 0}}
+TEST: {{PRECISE_BN: {{NUM_ITER: 2}}}}
+"""
 NECKS = ["fpn", "panet"]
 SEEDS = [3, 4]
 
 
+def write_recipe(folder, max_iter=6):
+    """Config files ``<folder>/mine-{neck}-{detector}.yaml`` over the Synthetic leaves."""
+    os.makedirs(folder, exist_ok=True)
+    for suffix in ("FPN", "PANet"):
+        base = os.path.join(REPO, "configs", "Synthetic", f"faster_rcnn_R18_{suffix}.yaml")
+        path = os.path.join(folder, f"mine-{suffix}-faster_rcnn.yaml")
+        with open(path, "w") as f:
+            f.write(RECIPE.format(base=base, max_iter=max_iter))
+    return os.path.join(folder, "mine-{neck}-{detector}.yaml")
+
+
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny synthetic dataset given by path, as a user's COCO files would be."""
+def setting(tmp_path_factory):
+    """(template, recipe): the test's config files and a tiny dataset given by path."""
+    root = tmp_path_factory.mktemp("recipe")
     paths = generate_synthetic_dataset(
-        str(tmp_path_factory.mktemp("data")),
+        str(root / "data"),
         {"train": SyntheticSpec(num_images=8, seed=1), "val": SyntheticSpec(num_images=4, seed=2)},
     )
-    return {
-        "train": [["tiny_train", *paths["train"]]],
-        "test": [["tiny_val", *paths["val"]]],
-    }
-
-
-def _run(out, data, necks=NECKS, seeds=SEEDS, jobs=1):
-    return compare(
-        ["faster_rcnn"],
-        necks,
-        str(out),
-        config_dir=CONFIG_DIR,
-        opts=TINY_OPTS,
-        repeats=2,
-        seeds=seeds,
-        datasets=data,
-        threads=1,  # the runs of every test agree bit for bit, however many at once
-        jobs=jobs,
-    )
+    data = {"train": [("tiny_train", *paths["train"])], "test": [("tiny_val", *paths["val"])]}
+    return write_recipe(str(root / "configs")), Recipe.make((), data)
 
 
 @pytest.fixture(scope="module")
-def compared(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("compare")
-    return out, _run(out, tiny_data, jobs=2)  # two runs at a time
+def compared(setting, tmp_path_factory):
+    """2 necks x 2 seeds with the local launcher, two runs at a time."""
+    template, recipe = setting
+    out = str(tmp_path_factory.mktemp("local"))
+    cells = cells_from_template(template, ["faster_rcnn"], NECKS)
+    launcher = make_launcher("local", out, jobs=2)
+    rows = compare(cells, out, recipe, SEEDS, launcher, threads=1, repeats=2)
+    return out, rows
 
 
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
-def test_each_run_is_train_net_bit_for_bit(compared, tiny_data, tmp_path):
-    out, records = compared
-    fpn = records[0]
-    assert sorted(fpn["runs"], key=int) == ["3", "4"]
-    run = fpn["runs"]["4"]
-    assert run["command"].startswith("OMP_NUM_THREADS=1 python tools/train_net.py --config-file")
+def _ap(folder, cell, seed):
+    return RunRecord.from_json(open(Ledger(folder).run_path(cell, seed)).read()).metrics
 
-    # the same run by tools/train_net.py itself, in another folder
-    args = compare_module.train_command(
-        fpn["config"], str(tmp_path / "train_net"), 4, TINY_OPTS, tiny_data
-    )
-    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "train_net.py")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, tool, *args], check=True, capture_output=True, env=env)
-    ours = _weights(out / "runs" / "faster_rcnn_fpn" / "seed4" / "model_final.pth")
-    theirs = _weights(tmp_path / "train_net" / "model_final.pth")
-    assert ours.keys() == theirs.keys()
+
+def test_a_recipe_of_its_own_gives_the_table(compared):
+    out, rows = compared
+    assert [(r.label, r.seeds) for r in rows] == [("FPN", SEEDS), ("PANet", SEEDS)]
+    table = open(os.path.join(out, "table.md")).read()
+    assert "2 seed(s) per neck (3, 4), 6 iterations" in table and "| PANet |" in table
+    panet = rows[1]
+    ap = {seed: panet.runs[i].metrics["bbox"]["AP"] for i, seed in enumerate(SEEDS)}
+    assert panet.metric("AP").by_seed == ap
+    assert panet.metric("AP").mean == pytest.approx(sum(ap.values()) / 2)
+    assert panet.vs_baseline["AP"].n == 2 and panet.ratios["neck_params"] > 1
+    record = panet.runs[0]
+    assert record.config_file.endswith("mine-PANet-faster_rcnn.yaml") and record.device
+    assert [e.iteration for e in record.evaluations] == [6]
+    assert record.command.startswith("OMP_NUM_THREADS=1 python tools/train_net.py --config-file")
+    for name in ("results.csv", "results.json", "ap_vs_gflops.png", "ap_by_size.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+
+
+def test_printed_command_is_the_recorded_one_and_reproduces_the_run(compared, setting, tmp_path):
+    out, _ = compared
+    template, recipe = setting
+    cells = cells_from_template(template, ["faster_rcnn"], ["fpn"])
+    specs = plan_runs(cells, str(tmp_path), recipe, [4], threads=1)
+    printed = subprocess.run(
+        [sys.executable, "tools/compare.py", "--config-template", template, "--necks", "fpn",
+         "--seeds", "4", "--threads", "1", "--out", str(tmp_path), "--print-commands",
+         *_dataset_args(recipe)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert printed == [f"cd {REPO} && {specs[0].command()}"]
+    recorded = _ap(out, "faster_rcnn_fpn", 4)
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]  # "python" is ours
+    subprocess.run(["bash", "-c", printed[0]], check=True, env=dict(os.environ, PATH=path))
+    ours = _weights(os.path.join(specs[0].output_dir, "model_final.pth"))
+    theirs = _weights(os.path.join(Ledger(out).run_dir("faster_rcnn_fpn", 4), "model_final.pth"))
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
-    assert read_training_metrics(tmp_path / "train_net" / "metrics.json") == run["metrics"]
-
-    # another seed is another run (initial weights, data order)
-    seed3 = _weights(out / "runs" / "faster_rcnn_fpn" / "seed3" / "model_final.pth")
-    assert not all(torch.equal(seed3[k], ours[k]) for k in ours)
+    # a rerun of the comparison records the finished run, with the AP of the first
+    compare(cells, str(tmp_path), recipe, [4], make_launcher("local", str(tmp_path)), measure=False)
+    assert _ap(str(tmp_path), "faster_rcnn_fpn", 4) == recorded
 
 
-def test_reports_give_seeds_mean_std_and_differences(compared):
-    out, records = compared
-    for rec in records:
-        costs = rec["costs"]
-        assert costs["params"] > costs["neck_params"] > 0
-        assert costs["gflops"] > costs["bottom_up_gflops"] > costs["neck_gflops"] > 0
-        assert costs["latency_ms"] > costs["neck_latency_ms"] > 0
-        assert costs["input_size"] == [128, 128]
-        for run in rec["runs"].values():
-            assert run["train_time_s"] > 0 and run["iterations"] == 4
-            assert set(run["metrics"]["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
-        events = os.listdir(out / "runs" / f"faster_rcnn_{rec['neck']}" / "seed3")
-        assert any(f.startswith("events.out.tfevents") for f in events)  # TensorBoard
-
-    for name in ("table.md", "results.csv", "results.json", "ap_vs_gflops.png", "ap_by_size.png"):
-        assert (out / name).stat().st_size > 0, name
-    rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [(r["neck"], r["seed"]) for r in rows] == [
-        ("FPN", "3"),
-        ("FPN", "4"),
-        ("PANet", "3"),
-        ("PANet", "4"),
+def _dataset_args(recipe):
+    return [
+        arg
+        for split, entries in recipe.datasets.items()
+        for entry in entries
+        for arg in (f"--dataset-{split}", *entry)
     ]
-    cells = json.loads((out / "results.json").read_text())
-    panet = cells[1]
-    ap = {s: records[1]["runs"][s]["metrics"]["bbox"]["AP"] for s in ("3", "4")}
-    assert panet["AP_by_seed"] == ap
-    assert panet["AP"] == pytest.approx((ap["3"] + ap["4"]) / 2)
-    assert panet["AP_std"] == pytest.approx(abs(ap["3"] - ap["4"]) / math.sqrt(2))
-    base = {s: records[0]["runs"][s]["metrics"]["bbox"]["AP"] for s in ("3", "4")}
-    assert panet["vs_fpn"]["AP"]["mean"] == pytest.approx(
-        (ap["3"] - base["3"] + ap["4"] - base["4"]) / 2
-    )
-    assert panet["neck_params_vs_fpn"] > 1  # PANet adds the bottom-up path to the FPN
-    table = (out / "table.md").read_text()
-    assert "2 seed(s) per neck (3, 4)" in table
-    assert "| FPN |" in table and "| PANet |" in table and " ± " in table
 
 
-def test_interrupted_comparison_resumes_and_reruns_identically(
-    compared, tiny_data, tmp_path, monkeypatch
-):
-    trained = []
-    real_train = compare_module.train_in_fresh_process
+def test_submitit_local_gives_the_local_runs_bit_for_bit(compared, setting, tmp_path):
+    out, _ = compared
+    template, recipe = setting
+    cells = cells_from_template(template, ["faster_rcnn"], ["fpn"])
+    launcher = make_launcher("submitit-local", str(tmp_path), jobs=2)
+    compare(cells, str(tmp_path), recipe, SEEDS, launcher, threads=1, measure=False)
+    for seed in SEEDS:
+        assert _ap(str(tmp_path), "faster_rcnn_fpn", seed) == _ap(out, "faster_rcnn_fpn", seed)
 
-    def train_then_interrupt(args, threads):
-        if trained:
-            raise KeyboardInterrupt  # Ctrl-C during the second run
-        trained.append(args)
-        return real_train(args, threads)
 
-    monkeypatch.setattr(compare_module, "train_in_fresh_process", train_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, tiny_data, necks=["fpn"])
-    first = json.loads((tmp_path / "cells" / "faster_rcnn_fpn.json").read_text())
-    assert list(first["runs"]) == ["3"]
+def _copy_records(out, dest, seeds):
+    for record in Ledger(out).runs():
+        if record.seed in seeds:
+            path = Ledger(str(dest)).run_path(record.cell, record.seed)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(record.to_json())
 
-    measured, retrained = [], []
-    monkeypatch.setattr(
-        compare_module,
-        "train_in_fresh_process",
-        lambda a, t: retrained.append(a) or real_train(a, t),
-    )
-    monkeypatch.setattr(compare_module, "measure_costs", lambda cfg, r: measured.append(cfg))
-    records = _run(tmp_path, tiny_data, necks=["fpn"])
-    assert measured == []  # the cell's costs were saved before the interruption
-    assert [a[a.index("SEED") + 1] for a in retrained] == ["4"]
-    assert records[0]["runs"]["3"] == first["runs"]["3"]  # read back, not redone
 
-    # a rerun in another folder, one run at a time, gives the numbers and weights of the first
-    # comparison (two at a time)
-    original = compared[1][0]["runs"]
-    for seed in ("3", "4"):
-        assert records[0]["runs"][seed]["metrics"] == original[seed]["metrics"]
-    ours = _weights(tmp_path / "runs" / "faster_rcnn_fpn" / "seed4" / "model_final.pth")
-    theirs = _weights(compared[0] / "runs" / "faster_rcnn_fpn" / "seed4" / "model_final.pth")
+def test_collect_of_two_folders_equals_one_folder_with_both(compared, tmp_path):
+    out, _ = compared
+    _copy_records(out, tmp_path / "a", [3])
+    _copy_records(out, tmp_path / "b", [4])
+    _copy_records(out, tmp_path / "both", SEEDS)
+    collect([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "merged"))
+    collect([str(tmp_path / "both")], str(tmp_path / "one"))
+    merged = (tmp_path / "merged" / "table.md").read_text()
+    assert merged == (tmp_path / "one" / "table.md").read_text()
+    assert "2 seed(s) per neck (3, 4)" in merged and "| PANet |" in merged
+
+
+def test_a_record_of_another_schedule_is_refused(compared, setting, tmp_path):
+    out, _ = compared
+    template, recipe = setting
+    _copy_records(out, tmp_path / "a", [3])
+    # the same cell trained for 8 iterations: another config, another hash
+    longer = write_recipe(str(tmp_path / "longer"), max_iter=8)
+    (cell,) = cells_from_template(longer, ["faster_rcnn"], ["fpn"])
+    cfg = recipe.config(cell, "unused", 4)
+    record = RunRecord.from_json(open(Ledger(out).run_path("faster_rcnn_fpn", 4)).read())
+    record.config, record.config_hash = cfg.dump(), config_hash(cfg)
+    _copy_records_of(record, tmp_path / "b")
+    with pytest.raises(RecipeMismatchError, match="SOLVER.MAX_ITER: 6 -> 8"):
+        collect([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "merged"))
+    # and a comparison of another schedule into a folder of this one, before anything runs
+    before = sorted(os.listdir(os.path.join(out, "runs", "faster_rcnn_fpn")))
+    with pytest.raises(RecipeMismatchError, match="give this comparison another --out"):
+        compare([cell], out, recipe, SEEDS, make_launcher("local", out), measure=False)
+    assert sorted(os.listdir(os.path.join(out, "runs", "faster_rcnn_fpn"))) == before
+
+
+def _copy_records_of(record, dest):
+    path = Ledger(str(dest)).run_path(record.cell, record.seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(record.to_json())
+
+
+def _children(pid):
+    """Process ids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_an_interrupted_submitit_job_resumes_from_its_checkpoint(compared, setting, tmp_path):
+    out, _ = compared
+    template, recipe = setting
+    cells = cells_from_template(template, ["faster_rcnn"], ["fpn"])
+    (spec,) = plan_runs(cells, str(tmp_path), recipe, [4], threads=1)
+    launcher = make_launcher("submitit-local", str(tmp_path))
+    job = launcher.submit(spec)
+    last = os.path.join(spec.output_dir, "last_checkpoint")  # written after the checkpoint
+    deadline = time.time() + 120
+    while not os.path.isfile(last) and time.time() < deadline:
+        time.sleep(0.02)
+    (task,) = _children(job._process.pid)  # the job's task: the scheduler signals it
+    os.kill(task, signal.SIGUSR2)  # what Slurm sends before a time limit or a preemption
+    assert job.result() is True
+    log = open(os.path.join(spec.output_dir, "log.txt")).read()
+    assert "Loading from " + os.path.join(spec.output_dir, "model_0000001.pth") in log
+    assert "Starting training from iteration 2" in log and os.path.isfile(spec.record_path)
+    assert _ap(str(tmp_path), "faster_rcnn_fpn", 4) == _ap(out, "faster_rcnn_fpn", 4)
+    ours = _weights(os.path.join(spec.output_dir, "model_final.pth"))
+    theirs = _weights(os.path.join(Ledger(out).run_dir("faster_rcnn_fpn", 4), "model_final.pth"))
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
-def test_a_folder_of_another_schedule_is_refused_untouched(compared, tiny_data):
-    """Runs of other config overrides are not mixed into a comparison (e.g. the model zoo's
-    schedule into the demo's folder); the saved cells stay as they were."""
-    out = compared[0]
-    before = {p: p.read_bytes() for p in (out / "cells").iterdir()}
-    longer = [*TINY_OPTS, "SOLVER.MAX_ITER", "6"]
-    with pytest.raises(ValueError, match="give this comparison another --out"):
-        compare(["faster_rcnn"], NECKS, str(out), config_dir=CONFIG_DIR, opts=longer, seeds=SEEDS,
-                datasets=tiny_data, threads=1)  # fmt: skip
-    assert {p: p.read_bytes() for p in (out / "cells").iterdir()} == before
+def test_cells_from_config_files_read_detector_and_neck(setting, tmp_path):
+    template, _ = setting
+    files = [template.format(neck=n, detector="faster_rcnn") for n in ("FPN", "PANet")]
+    cells = cells_from_configs(files)
+    assert [(c.detector, c.neck) for c in cells] == [
+        ("faster_rcnn", "fpn"),
+        ("faster_rcnn", "panet"),
+    ]
+    retina = os.path.join(REPO, "configs", "Synthetic", "retinanet_R18_BiFPN.yaml")
+    c5 = os.path.join(REPO, "configs", "Synthetic", "faster_rcnn_R18_C5.yaml")
+    cells = cells_from_configs([retina, c5])
+    assert [(c.detector, c.neck) for c in cells] == [("retinanet", "bifpn"), ("faster_rcnn", "c5")]
+    with pytest.raises(ValueError, match="both build faster_rcnn with fpn"):
+        cells_from_configs([files[0], files[0]])
 
 
-def test_paired_difference_and_its_confidence_interval():
-    values = {"1": 10.0, "2": 12.0, "3": 14.0, "9": 50.0}
-    baseline = {"1": 9.0, "2": 10.0, "3": 11.0}
-    diff = paired_difference(values, baseline)  # seeds 1-3: differences 1, 2, 3
-    t_975_2 = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5% quantile
-    half = t_975_2 * 1.0 / math.sqrt(3)
-    assert diff["n"] == 3 and diff["mean"] == pytest.approx(2.0)
-    assert diff["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
-    assert diff["significant"] is False  # the interval contains 0
-    clear = paired_difference({"1": 20.0, "2": 20.5, "3": 21.0}, baseline)
-    assert clear["significant"] is True and clear["ci95"][0] > 0
-    single = paired_difference({"1": 10.0}, baseline)
-    assert single["n"] == 1 and single["ci95"] is None and single["significant"] is None
-
-
-def test_table_marks_differences_that_are_not_significant():
-    costs = {
-        "input_size": [256, 256],
-        "threads": 2,
-        "params": 1e6,
-        "neck_params": 2e5,
-        "gflops": 3.0,
-        "bottom_up_gflops": 2.0,
-        "neck_gflops": 0.1,
-        "neck_latency_ms": 5.0,
-        "latency_ms": 100.0,
-        "train_peak_mb": 400.0,
-        "train_images_per_s": 5.0,
-    }
-
-    def record(neck, aps):
-        runs = {
-            str(s): {"metrics": {"bbox": {"AP": ap, "APs": ap / 2}}, "train_time_s": 1.0}
-            for s, ap in zip((1, 2, 3), aps)
-        }
-        return {"detector": "faster_rcnn", "neck": neck, "costs": costs, "runs": runs}
-
-    rows = summarize([record("fpn", [40, 41, 42]), record("panet", [40, 43, 41])])
-    lines = render_table(rows).splitlines()
-    fpn = next(line for line in lines if line.startswith("| FPN |"))
-    panet = next(line for line in lines if line.startswith("| PANet |"))
-    assert "41.0 ± 1.0 | (baseline)" in fpn
-    # differences 0, 2, -1: mean +0.3, interval +-4.303 * 1.53 / sqrt(3)
-    assert "41.3 ± 1.5 | +0.3 [-3.5, +4.1] n.s." in panet and "| 5.0% |" in panet
-
-
-def test_ap_gained_over_the_last_fifth_of_the_schedule():
-    run = {"iterations": 500, "ap_history": [[100, 10.0], [400, 30.0], [500, 30.5]]}
-    assert late_gain(run) == pytest.approx(0.5)
-    assert late_gain({"iterations": 500, "ap_history": [[500, 30.5]]}) is None  # no eval at 400
-
-
-def test_unknown_neck_or_detector_is_refused(tmp_path):
+def test_missing_config_unknown_neck_and_unavailable_launcher_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="no config for faster_rcnn x bifpn"):
+        cells_from_template(str(tmp_path / "{detector}_{neck}.yaml"), ["faster_rcnn"], ["bifpn"])
     with pytest.raises(ValueError, match="neck 'fpn2' is not one of"):
-        compare_module.cell_config("faster_rcnn", "fpn2", CONFIG_DIR, str(tmp_path))
-    with pytest.raises(ValueError, match="detector 'yolo' is not one of"):
-        compare_module.cell_config("yolo", "fpn", CONFIG_DIR, str(tmp_path))
+        cells_from_template("{detector}_{neck}.yaml", ["faster_rcnn"], ["fpn2"])
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    with pytest.raises(RuntimeError, match="sbatch is not on PATH"):
+        make_launcher("slurm", str(tmp_path))
+    assert not os.path.exists(tmp_path / "submitit")  # nothing submitted
+
+
+def test_concurrent_runs_get_disjoint_gpus():
+    launcher = LocalLauncher(jobs=2, num_gpus=2, devices=[0, 1, 2, 3])
+    assert launcher.device_groups == ["0,1", "2,3"]
+    with pytest.raises(RuntimeError, match="needs 6 GPUs, this machine has 4"):
+        LocalLauncher(jobs=3, num_gpus=2, devices=[0, 1, 2, 3])

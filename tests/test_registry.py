@@ -10,7 +10,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import BACKBONE_REGISTRY
 
 import fpn_variants
-from fpn_variants import backbone, compare, config
+from fpn_variants import backbone, comparison, config
 from fpn_variants.model_zoo import manifest
 from fpn_variants.registry import ALL_BUILDERS, NECK_BUILDERS, NECK_REGISTRY, VARIANT_NODES
 
@@ -35,7 +35,7 @@ def test_every_row_has_the_configs_of_its_kind():
     """Each recipe and detector with a config for some neck of a kind (paper neck or baseline)
     has one for every neck of that kind, in YAML and LazyConfig, naming the row's builder."""
     for recipe, suffix in (("Synthetic", ""), ("COCO", "_1x")):
-        for detector in compare.DETECTORS:
+        for detector in comparison.DETECTORS:
             for paper in (True, False):
                 rows = [row for row in NECK_REGISTRY if row.paper == paper]
                 paths = {
@@ -58,16 +58,16 @@ def test_every_row_has_the_configs_of_its_kind():
                     cfg.merge_from_file(path)
                     assert cfg.MODEL.BACKBONE.NAME == row.builder, path
     # The comparison's default rows exist for every detector.
-    for detector in compare.DETECTORS:
-        for key in compare.PAPER_NECKS:
-            suffix = compare.NECKS[key][1]
+    for detector in comparison.DETECTORS:
+        for key in comparison.PAPER_NECKS:
+            suffix = comparison.NECKS[key][1]
             path = os.path.join(CONFIGS, "Synthetic", f"{detector}_R18_{suffix}.yaml")
             assert os.path.exists(path), path
 
 
 def test_comparison_zoo_builders_and_config_read_the_registry():
-    assert compare.NECKS == {row.key: (row.label, row.config_suffix) for row in NECK_REGISTRY}
-    assert compare.PAPER_NECKS == tuple(row.key for row in NECK_REGISTRY if row.paper)
+    assert comparison.NECKS == {row.key: (row.label, row.config_suffix) for row in NECK_REGISTRY}
+    assert comparison.PAPER_NECKS == tuple(row.key for row in NECK_REGISTRY if row.paper)
     assert backbone.ALL_BUILDERS == ALL_BUILDERS and backbone.NECK_BUILDERS == NECK_BUILDERS
     assert list(NECK_BUILDERS) == [r.builder for r in NECK_REGISTRY if r.paper]
     labels = [row.label for row in NECK_REGISTRY if row.paper]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog
 
-from fpn_variants.compare import cell_config
+from fpn_variants.comparison import Recipe, cells_from_template
 from fpn_variants.visualize import (
     box_levels,
     feature_energy,
@@ -18,7 +18,9 @@ from fpn_variants.visualize import (
 
 from .utils import builtin_data_in
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs", "Synthetic")
+TEMPLATE = os.path.join(
+    os.path.dirname(__file__), "..", "configs", "Synthetic", "{detector}_R18_{neck}.yaml"
+)
 TINY_OPTS = ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"]
 
 
@@ -43,7 +45,8 @@ def test_box_levels_follow_the_pooler_rule(tiny_builtin_data):
 
 
 def test_pictures_are_written(tiny_builtin_data, tmp_path):
-    cfg = cell_config("faster_rcnn", "bifpn", CONFIG_DIR, str(tmp_path), TINY_OPTS)
+    (cell,) = cells_from_template(TEMPLATE, ["faster_rcnn"], ["bifpn"])
+    cfg = Recipe.make(TINY_OPTS).config(cell, str(tmp_path))
     maps = {"BiFPN (untrained)": feature_energy(cfg)}
     levels = maps["BiFPN (untrained)"]["levels"]
     assert list(levels) == ["p2", "p3", "p4", "p5", "p6"]

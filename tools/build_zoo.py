@@ -18,7 +18,16 @@ from typing import List, Optional
 import torch
 
 from fpn_variants import model_zoo
-from fpn_variants.compare import DETECTORS, NECKS, PAPER_NECKS, compare, run_dir
+from fpn_variants.comparison import (
+    DEFAULT_TEMPLATE,
+    DETECTORS,
+    NECKS,
+    PAPER_NECKS,
+    Ledger,
+    cells_from_template,
+    compare,
+    make_launcher,
+)
 
 COMMAND = "python tools/build_zoo.py"
 
@@ -29,7 +38,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
     parser.add_argument("--necks", nargs="+", default=list(PAPER_NECKS), choices=NECKS)
-    parser.add_argument("--config-dir", default="configs/Synthetic")
+    parser.add_argument("--config-template", default=DEFAULT_TEMPLATE, help="as tools/compare.py")
     parser.add_argument(
         "--out",
         default="output/zoo_runs",
@@ -41,27 +50,27 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    records = compare(args.detectors, args.necks, args.out, config_dir=args.config_dir)
-    for rec in records:
-        costs = rec["costs"]
-        (seed, run), *_ = rec["runs"].items()  # one run: the config's SEED
+    cells = cells_from_template(args.config_template, args.detectors, args.necks)
+    rows = compare(cells, args.out, launcher=make_launcher("local", args.out), threads=args.threads)
+    for cell, row in zip(cells, rows):
+        run = row.runs[0]  # one run: the config's SEED
         model_zoo.package(
-            run_dir(args.out, rec["detector"], rec["neck"], int(seed)),
-            os.path.splitext(os.path.basename(rec["config"]))[0],
+            Ledger(args.out).run_dir(cell.name, run.seed),
+            os.path.splitext(os.path.basename(cell.config_file))[0],
             releases_dir=args.releases_dir,
             manifest=args.manifest,
-            source_config=rec["config"],
+            source_config=cell.config_file,
             costs={
-                "params": costs["params"],
-                "gflops": costs["gflops"],
-                "latency_ms": costs["latency_ms"],
-                "train_time_s": run["train_time_s"],
+                "params": row.costs.params,
+                "gflops": row.costs.gflops,
+                "latency_ms": row.costs.latency_ms,
+                "train_time_s": run.train_time_s,
             },
-            hardware=f"CPU, {costs['threads']} threads",
+            hardware=row.costs.device,
             overwrite=True,  # a rerun re-packages the same weights
         )
     model_zoo.write_model_zoo(args.manifest, "MODEL_ZOO.md", command=COMMAND)
-    print(f"released {len(records)} models; MODEL_ZOO.md regenerated")
+    print(f"released {len(rows)} models; MODEL_ZOO.md regenerated")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 
-from fpn_variants.compare import LATE_FRACTION
+from fpn_variants.comparison import LATE_FRACTION, read_ledger
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -45,26 +45,22 @@ def compare_section(folder: str, images: str) -> str:
 
 
 def per_seed_section(folder: str) -> str:
-    """Every run of a comparison (its ``cells/*.json``): final box AP and AP_S, the AP of its
-    evaluation after 80% of the iterations when there was one, and its training time."""
+    """Every run of a comparison (its records): final box AP and AP_S, the AP of its evaluation
+    after 80% of the iterations when there was one, and its training time."""
     lines = [
         "| detector | neck | seed | AP | AP_S | AP after 80% | training iterations (s) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in json.load(open(os.path.join(folder, "results.json"), encoding="utf-8")):
-        path = os.path.join(folder, "cells", f"{row['detector']}_{row['key']}.json")
-        with open(path, encoding="utf-8") as f:
-            runs = json.load(f)["runs"]
-        for seed in sorted(runs, key=int):
-            run = runs[seed]
-            box = run["metrics"]["bbox"]
-            history = {int(it): ap for it, ap in run.get("ap_history", [])}
-            early = history.get(round((1 - LATE_FRACTION) * run["iterations"]))
-            lines.append(
-                f"| {row['detector']} | {row['neck']} | {seed} | {box['AP']:.1f} | "
-                f"{box['APs']:.1f} | {'–' if early is None else f'{early:.1f}'} | "
-                f"{run['train_time_s']:.0f} |"
-            )
+    runs, _ = read_ledger([folder])
+    for run in runs:
+        box = run.metrics["bbox"]
+        history = {e.iteration: e.metrics["bbox"]["AP"] for e in run.evaluations}
+        early = history.get(round((1 - LATE_FRACTION) * run.iterations))
+        lines.append(
+            f"| {run.detector} | {run.neck} | {run.seed} | {box['AP']:.1f} | "
+            f"{box['APs']:.1f} | {'–' if early is None else f'{early:.1f}'} | "
+            f"{run.train_time_s:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

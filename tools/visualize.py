@@ -15,7 +15,15 @@ import argparse
 import glob
 import os
 
-from fpn_variants.compare import DETECTORS, NECKS, PAPER_NECKS, cell_config, cell_name
+from fpn_variants.comparison import (
+    DEFAULT_TEMPLATE,
+    DETECTORS,
+    NECKS,
+    PAPER_NECKS,
+    Ledger,
+    Recipe,
+    cells_from_template,
+)
 from fpn_variants.visualize import (
     box_levels,
     feature_energy,
@@ -28,19 +36,20 @@ from fpn_variants.visualize import (
 
 def features(args: argparse.Namespace) -> None:
     maps = {}
-    for neck in args.necks:
-        cfg = cell_config(args.detector, neck, args.config_dir, args.runs, args.opts)
-        pattern = os.path.join(args.runs, "runs", cell_name(args.detector, neck), "seed*")
-        found = sorted(glob.glob(os.path.join(pattern, "model_final.pth")))
+    for cell in cells_from_template(args.config_template, [args.detector], args.necks):
+        cfg = Recipe.make(args.opts).config(cell, args.runs)
+        pattern = os.path.join(Ledger(args.runs).run_dir(cell.name, "*"), "model_final.pth")
+        found = sorted(glob.glob(pattern))
         weights = found[0] if found else ""
-        label = NECKS[neck][0] + ("" if weights else " (untrained)")
+        label = cell.label + ("" if weights else " (untrained)")
         maps[label] = feature_energy(cfg, weights)
     plot_feature_maps(maps, args.output)
     print(f"wrote {args.output}")
 
 
 def scales(args: argparse.Namespace) -> None:
-    cfg = cell_config(args.detector, "fpn", args.config_dir, "output", args.opts)
+    (cell,) = cells_from_template(args.config_template, [args.detector], ["fpn"])
+    cfg = Recipe.make(args.opts).config(cell, "output")
     levels = pooler_levels(cfg)
     scale = test_resize_scale(cfg, args.dataset)
     rule = cfg.MODEL.ROI_HEADS
@@ -74,7 +83,7 @@ def main() -> None:
     scale.set_defaults(run=scales)
     for p in (feat, scale):
         p.add_argument("--detector", default="faster_rcnn", choices=DETECTORS)
-        p.add_argument("--config-dir", default="configs/Synthetic")
+        p.add_argument("--config-template", default=DEFAULT_TEMPLATE, help="as tools/compare.py")
         p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
     args.run(args)

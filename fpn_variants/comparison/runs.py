@@ -1,0 +1,245 @@
+"""One run of a comparison: its ``tools/train_net.py`` command, executed in a fresh process, and
+the record made from its output folder.
+
+Every launcher (local processes, Slurm or submitit's local executor, a command printed for
+another scheduler) runs the same command, so a run's weights and AP are those of that command
+rerun alone, bit for bit. The run's console output goes to ``<OUTPUT_DIR>/console.log``.
+"""
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import detectron2
+import torch
+
+from ..engine import EVAL_RESULTS, RUN_LOCK
+from ..io import atomic_write_text, is_held
+from ..model_zoo.metrics import read_metrics_file, read_training_metrics
+from .records import Evaluation, RunRecord
+
+__all__ = ["RunFailedError", "RunSpec", "execute", "record_of", "train_net_args"]
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONSOLE_LOG = "console.log"
+
+
+class RunFailedError(RuntimeError):
+    """A run's process failed; the message names its log file and ends with its last lines."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything needed to execute one run and record it, picklable (submitit sends it to a
+    cluster node)."""
+
+    detector: str
+    neck: str
+    seed: int
+    config_file: str
+    args: Tuple[str, ...]  # tools/train_net.py arguments
+    output_dir: str
+    record_path: str
+    config_hash: str
+    config: str  # resolved config, YAML
+    iterations: int
+    eval_only: bool = False
+    threads: int = 1
+    num_gpus: int = 0
+    num_machines: int = 1
+    env: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cell(self) -> str:
+        return f"{self.detector}_{self.neck}"
+
+    def command(self) -> str:
+        """The shell command of this run, from the repository root."""
+        return f"OMP_NUM_THREADS={self.threads} " + shlex.join(
+            ["python", "tools/train_net.py", *self.args]
+        )
+
+
+def train_net_args(
+    config_file: str,
+    output_dir: str,
+    seed: int,
+    opts: Sequence[str] = (),
+    datasets: Optional[Dict[str, Sequence[Sequence[str]]]] = None,
+    processes: Sequence[str] = (),
+    weights: str = "",
+) -> List[str]:
+    """The ``tools/train_net.py`` arguments of one run: ``--resume`` (an interrupted run
+    continues from its last checkpoint) or ``--eval-only`` with MODEL.WEIGHTS ``weights``;
+    ``processes``: e.g. ("--num-gpus", "8"); ``datasets``: {"train"/"test": [(name, json,
+    root)]}."""
+    args = ["--config-file", config_file, *processes]
+    args += ["--eval-only"] if weights else ["--resume"]
+    for split, entries in (datasets or {}).items():
+        for entry in entries:
+            args += [f"--dataset-{split}", *entry]
+    args += [*opts, "SEED", str(seed), "OUTPUT_DIR", output_dir]
+    return args + (["MODEL.WEIGHTS", weights] if weights else [])
+
+
+def is_running_elsewhere(spec: RunSpec) -> bool:
+    """Whether another process (another launcher) holds the run's OUTPUT_DIR."""
+    return is_held(os.path.join(os.path.realpath(spec.output_dir), RUN_LOCK))
+
+
+def execute(spec: RunSpec, extra_args: Sequence[str] = (), env: Optional[Dict] = None) -> bool:
+    """Run ``spec``'s command in a fresh process, then write its record (rank 0 of the run).
+
+    ``extra_args``: process options known only where it runs (a node's --machine-rank and
+    --dist-url); ``env``: added to the environment (e.g. CUDA_VISIBLE_DEVICES). Returns False
+    when another launcher holds the run (it records it), True when this call recorded it.
+
+    Raises:
+        RunFailedError: the process failed (the message holds the log's last lines).
+    """
+    if is_running_elsewhere(spec):
+        return False
+    os.makedirs(spec.output_dir, exist_ok=True)
+    log_path = os.path.join(spec.output_dir, CONSOLE_LOG)
+    command = [sys.executable, "-m", "fpn_variants.engine", *spec.args, *extra_args]
+    full_env = dict(os.environ, OMP_NUM_THREADS=str(spec.threads), **spec.env, **(env or {}))
+    with open(log_path, "a", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        try:
+            returncode = process.wait()
+        finally:  # stopped (Ctrl-C, a scheduler's signal): the run stops too, resumable
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+    if returncode != 0:
+        if is_running_elsewhere(spec):
+            return False
+        raise RunFailedError(_failure(spec, returncode, log_path))
+    if "--machine-rank" not in extra_args or _arg(extra_args, "--machine-rank") == "0":
+        atomic_write_text(spec.record_path, record_of(spec).to_json())
+    return True
+
+
+def _arg(args: Sequence[str], name: str) -> str:
+    return args[list(args).index(name) + 1]
+
+
+def _failure(spec: RunSpec, returncode: int, log_path: str, lines: int = 15) -> str:
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        tail = f.readlines()[-lines:]
+    return (
+        f"run {spec.cell} seed {spec.seed} failed (exit code {returncode}); its log: "
+        f"{log_path}; command: {spec.command()}. Rerun the comparison to resume it. Last lines:"
+        "\n" + "".join(tail)
+    )
+
+
+def _history(metrics_file: str) -> List[Evaluation]:
+    """The evaluations logged in a Detectron2 metrics.json, with the iterations trained before
+    each (a periodic evaluation is logged at the index of its last iteration)."""
+    evaluations = []
+    with open(metrics_file, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # cut by an interrupted run
+                continue
+            if isinstance(entry, dict) and any(str(k).endswith("/AP") for k in entry):
+                tasks = _tasks(entry)
+                evaluations.append(Evaluation(int(entry.get("iteration", 0)) + 1, tasks))
+    return evaluations
+
+
+def _tasks(entry: Dict) -> Dict[str, Dict[str, Optional[float]]]:
+    tasks: Dict[str, Dict[str, Optional[float]]] = {}
+    for key, value in entry.items():
+        task, _, metric = str(key).rpartition("/")
+        if task in ("bbox", "segm") and isinstance(value, (int, float)):
+            tasks.setdefault(task, {})[metric] = value if value == value else None
+    return tasks
+
+
+def _last(metrics_file: str, key: str) -> Optional[float]:
+    value = None
+    with open(metrics_file, encoding="utf-8") as f:
+        for line in f:
+            try:
+                value = json.loads(line).get(key, value)
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    return value
+
+
+def record_of(spec: RunSpec) -> RunRecord:
+    """The record of a finished run, from its output folder."""
+    if spec.eval_only:
+        metrics = read_metrics_file(os.path.join(spec.output_dir, EVAL_RESULTS))
+        evaluations, train_time, speed = [Evaluation(spec.iterations, metrics)], None, None
+    else:
+        metrics_file = os.path.join(spec.output_dir, "metrics.json")
+        evaluations = _history(metrics_file)
+        final = read_training_metrics(metrics_file)
+        if evaluations:  # the final evaluation is logged at MAX_ITER
+            evaluations[-1] = Evaluation(spec.iterations, final)
+        train_time = _last(metrics_file, "train_time_s")
+        speed = _last(metrics_file, "train_images_per_s")
+    return RunRecord(
+        detector=spec.detector,
+        neck=spec.neck,
+        seed=spec.seed,
+        config_file=spec.config_file,
+        config_hash=spec.config_hash,
+        config=spec.config,
+        command=spec.command(),
+        mode="eval" if spec.eval_only else "train",
+        iterations=spec.iterations,
+        evaluations=evaluations,
+        train_time_s=train_time,
+        train_images_per_s=speed,
+        device=_device(spec),
+        versions=_versions(),
+        git_commit=_git_commit(),
+        host=socket.gethostname(),
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _device(spec: RunSpec) -> str:
+    if spec.num_gpus and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return f"{spec.num_machines} x {spec.num_gpus} x {name}"
+    return f"CPU ({platform.processor() or platform.machine()}), {spec.threads} thread(s)"
+
+
+def _versions() -> Dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "detectron2": detectron2.__version__,
+    }
+
+
+def _git_commit() -> str:
+    """HEAD of the repository the package runs from (+"-dirty" with uncommitted changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", _REPO, "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", _REPO, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("-dirty" if dirty else "")
