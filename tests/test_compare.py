@@ -2,6 +2,7 @@
 process (its recorded command reproduces it), launchers agree bit for bit, records merge across
 folders, records of another recipe are refused, and an interrupted submitit job resumes."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from fpn_variants.comparison import (
     collect,
     compare,
     config_hash,
+    execute,
     make_launcher,
     plan_runs,
 )
@@ -226,6 +228,55 @@ def test_an_interrupted_submitit_job_resumes_from_its_checkpoint(compared, setti
     ours = _weights(os.path.join(spec.output_dir, "model_final.pth"))
     theirs = _weights(os.path.join(Ledger(out).run_dir("faster_rcnn_fpn", 4), "model_final.pth"))
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_eval_only_compares_existing_checkpoints(compared, setting, tmp_path):
+    out, _ = compared
+    template, recipe = setting
+    cells = cells_from_template(template, ["faster_rcnn"], ["fpn"])
+    weights = os.path.join(out, "runs", "{detector}_{neck}", "seed{seed}", "model_final.pth")
+    evaluated = Recipe.make(recipe.opts, recipe.datasets, eval_only=True)
+    launcher = make_launcher("local", str(tmp_path))
+    (row,) = compare(cells, str(tmp_path), evaluated, [4], launcher, measure=False, weights=weights)
+    assert row.runs[0].mode == "eval"
+    assert row.runs[0].metrics == _ap(out, "faster_rcnn_fpn", 4)  # the trained run's final AP
+    with pytest.raises(FileNotFoundError, match="seed 5: .*seed5/model_final.pth does not exist"):
+        compare(cells, str(tmp_path), evaluated, [5], launcher, measure=False, weights=weights)
+
+
+def test_a_failed_run_names_its_log_and_shows_its_last_lines(setting, tmp_path):
+    template, recipe = setting
+    cells = cells_from_template(template, ["faster_rcnn"], ["fpn"])
+    (spec,) = plan_runs(cells, str(tmp_path), recipe, [1])
+    broken = dataclasses.replace(spec, args=(*spec.args, "MODEL.FPN.NO_SUCH_KEY", "1"))
+    with pytest.raises(RuntimeError) as error:
+        execute(broken)
+    log = os.path.join(spec.output_dir, "console.log")
+    assert f"its log: {log}" in str(error.value)
+    assert "Non-existent key: MODEL.FPN.NO_SUCH_KEY" in str(error.value)  # a last line
+    assert not os.path.exists(spec.record_path)
+
+
+def test_two_launchers_on_one_ledger_train_each_run_once(setting, tmp_path):
+    template, recipe = setting
+    command = [
+        sys.executable, "tools/compare.py", "--config-template", template, "--necks", "fpn",
+        "--seeds", "1", "2", "--threads", "1", "--no-costs", "--out", str(tmp_path),
+        *_dataset_args(recipe),
+    ]  # fmt: skip
+    launchers = [subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)]
+    time.sleep(1.0)
+    launchers.append(subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate()[1] for p in launchers]
+    assert [p.returncode for p in launchers] == [0, 0], outputs
+    for seed in (1, 2):
+        log = open(os.path.join(Ledger(str(tmp_path)).run_dir("faster_rcnn_fpn", seed), "log.txt"))
+        assert log.read().count("Starting training from iteration") == 1  # trained once
+        record = RunRecord.from_json(
+            open(Ledger(str(tmp_path)).run_path("faster_rcnn_fpn", seed)).read()
+        )
+        assert record.seed == seed and record.metrics["bbox"]["AP"] is not None
+    assert sum("run by another launcher" in o for o in outputs) >= 1
 
 
 def test_cells_from_config_files_read_detector_and_neck(setting, tmp_path):

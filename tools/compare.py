@@ -40,7 +40,6 @@ in OUT/runs/<cell>/seed<seed>/.
 """
 
 import argparse
-import sys
 
 import torch
 
@@ -63,8 +62,10 @@ from fpn_variants.engine import add_dataset_arguments
 
 def _cells_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("cells and recipe")
-    group.add_argument("--detectors", nargs="+", default=["faster_rcnn"], choices=DETECTORS)
-    group.add_argument("--necks", nargs="+", default=list(PAPER_NECKS), choices=NECKS)
+    group.add_argument("--detectors", nargs="+", choices=DETECTORS, help="default: faster_rcnn")
+    group.add_argument(
+        "--necks", nargs="+", choices=NECKS, help=f"default: {' '.join(PAPER_NECKS)}"
+    )
     group.add_argument(
         "--config-template",
         default=DEFAULT_TEMPLATE,
@@ -146,12 +147,14 @@ def main(argv=None) -> None:
         parser.error("--eval-only and --weights go together (weights of each run to evaluate)")
     threads = args.threads or max(1, torch.get_num_threads() // args.jobs)
     torch.set_num_threads(threads)
+    chosen = args.configs or args.detectors or args.necks  # --collect: else every cell found
     if args.configs:
         cells = cells_from_configs(args.configs)
     else:
-        cells = cells_from_template(args.config_template, args.detectors, args.necks)
+        detectors, necks = args.detectors or ["faster_rcnn"], args.necks or list(PAPER_NECKS)
+        cells = cells_from_template(args.config_template, detectors, necks)
     if args.collect:
-        collect(args.collect, args.out, cells if "--necks" in sys.argv else None)
+        collect(args.collect, args.out, cells if chosen else None)
     else:
         launcher = None
         if not (args.no_train or args.print_commands):

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from detectron2.config import CfgNode, get_cfg
 
 from ..config import add_fpn_variants_config
+from ..data import register_coco_instances_from_path
 from ..engine import SPLITS, apply_dataset_names
 from ..registry import NECK_REGISTRY
 
@@ -87,8 +88,11 @@ class Recipe:
         self, cell: Cell, output_dir: str, seed: Optional[int] = None, weights: str = ""
     ) -> CfgNode:
         """The resolved config of one run, as ``tools/train_net.py`` builds it: the cell's file,
-        the datasets (registered by the caller), the overrides, then SEED (None: the config's),
+        the datasets (registered here), the overrides, then SEED (None: the config's),
         OUTPUT_DIR and (eval only) MODEL.WEIGHTS."""
+        for entries in self.datasets.values():
+            for name, json_file, image_root in entries:  # a no-op once registered
+                register_coco_instances_from_path(name, json_file, image_root)
         cfg = add_fpn_variants_config(get_cfg())
         cfg.merge_from_file(cell.config_file, allow_unsafe=False)
         names = {split: [e[0] for e in self.datasets.get(split, ())] for split in SPLITS}

@@ -19,7 +19,6 @@ from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
-from ..data import register_coco_instances_from_path
 from .cells import DETECTORS, NECKS, Cell, Recipe, config_hash
 from .costs import measure_costs
 from .launchers import print_commands
@@ -31,12 +30,6 @@ from .stats import CellSummary, summarize
 __all__ = ["collect", "compare", "plan_runs"]
 
 logger = logging.getLogger(__name__)
-
-
-def _register(recipe: Recipe) -> None:
-    for entries in recipe.datasets.values():
-        for name, json_file, image_root in entries:
-            register_coco_instances_from_path(name, json_file, image_root)
 
 
 def plan_runs(
@@ -58,6 +51,11 @@ def plan_runs(
         for seed in seeds:
             output_dir = ledger.run_dir(cell.name, seed)
             path = weights.format(detector=cell.detector, neck=cell.neck, seed=seed)
+            if recipe.eval_only and not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"--weights of {cell.name} seed {seed}: {path} does not exist (from "
+                    f"--weights {weights!r}, with {{detector}}, {{neck}} and {{seed}})"
+                )
             cfg = recipe.config(cell, output_dir, seed, path)
             datasets = {split: list(e) for split, e in recipe.datasets.items()}
             args = train_net_args(
@@ -122,7 +120,6 @@ def compare(
     ``commands_only``: print the command of each missing run instead (nothing runs)."""
     os.makedirs(out, exist_ok=True)
     setup_logger(out, name="fpn_variants", configure_stdout=False)
-    _register(recipe)
     ledger = Ledger(out)
     seeds = list(seeds) if seeds else [recipe.config(cells[0], out).SEED]  # the config's
     specs = plan_runs(cells, out, recipe, seeds, threads, num_gpus, num_machines, weights)

@@ -21,7 +21,7 @@ import detectron2
 import torch
 
 from ..engine import EVAL_RESULTS, RUN_LOCK
-from ..io import atomic_write_text, is_held
+from ..io import FileLock, LockHeldError, atomic_write_text
 from ..model_zoo.metrics import read_metrics_file, read_training_metrics
 from .records import Evaluation, RunRecord
 
@@ -29,6 +29,8 @@ __all__ = ["RunFailedError", "RunSpec", "execute", "record_of", "train_net_args"
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONSOLE_LOG = "console.log"
+# Held by the launcher process that executes a run, from its start to its record.
+LAUNCHER_LOCK = ".launcher.lock"
 
 
 class RunFailedError(RuntimeError):
@@ -89,23 +91,50 @@ def train_net_args(
     return args + (["MODEL.WEIGHTS", weights] if weights else [])
 
 
-def is_running_elsewhere(spec: RunSpec) -> bool:
-    """Whether another process (another launcher) holds the run's OUTPUT_DIR."""
-    return is_held(os.path.join(os.path.realpath(spec.output_dir), RUN_LOCK))
+def _held(path: str) -> bool:
+    """Whether another process holds the :class:`FileLock` ``path`` (creates the file)."""
+    try:
+        FileLock(path).acquire(wait=False).release()
+    except LockHeldError:
+        return True
+    return False
 
 
 def execute(spec: RunSpec, extra_args: Sequence[str] = (), env: Optional[Dict] = None) -> bool:
-    """Run ``spec``'s command in a fresh process, then write its record (rank 0 of the run).
+    """Run ``spec``'s command in a fresh process, then write its record.
 
     ``extra_args``: process options known only where it runs (a node's --machine-rank and
-    --dist-url); ``env``: added to the environment (e.g. CUDA_VISIBLE_DEVICES). Returns False
-    when another launcher holds the run (it records it), True when this call recorded it.
+    --dist-url: only machine rank 0 takes the locks and records); ``env``: added to the
+    environment (e.g. CUDA_VISIBLE_DEVICES). A run that is recorded, or held by another process
+    (a launcher, or a train_net on its OUTPUT_DIR), is left alone: False. True when this call
+    recorded it.
 
     Raises:
         RunFailedError: the process failed (the message holds the log's last lines).
     """
-    if is_running_elsewhere(spec):
+    if "--machine-rank" in extra_args and _arg(extra_args, "--machine-rank") != "0":
+        return _run_process(spec, extra_args, env) is None
+    if os.path.isfile(spec.record_path) or _held(os.path.join(spec.output_dir, RUN_LOCK)):
         return False
+    lock = FileLock(os.path.join(spec.output_dir, LAUNCHER_LOCK))
+    try:
+        lock.acquire(wait=False)
+    except LockHeldError:
+        return False
+    try:
+        if os.path.isfile(spec.record_path):  # recorded by a launcher that just released it
+            return False
+        failure = _run_process(spec, extra_args, env)
+        if failure is not None:
+            raise RunFailedError(failure)
+        atomic_write_text(spec.record_path, record_of(spec).to_json())
+        return True
+    finally:
+        lock.release()
+
+
+def _run_process(spec: RunSpec, extra_args: Sequence[str], env: Optional[Dict]) -> Optional[str]:
+    """Run the command, its output appended to ``console.log``; the failure message or None."""
     os.makedirs(spec.output_dir, exist_ok=True)
     log_path = os.path.join(spec.output_dir, CONSOLE_LOG)
     command = [sys.executable, "-m", "fpn_variants.engine", *spec.args, *extra_args]
@@ -118,13 +147,7 @@ def execute(spec: RunSpec, extra_args: Sequence[str] = (), env: Optional[Dict] =
             if process.poll() is None:
                 process.terminate()
                 process.wait()
-    if returncode != 0:
-        if is_running_elsewhere(spec):
-            return False
-        raise RunFailedError(_failure(spec, returncode, log_path))
-    if "--machine-rank" not in extra_args or _arg(extra_args, "--machine-rank") == "0":
-        atomic_write_text(spec.record_path, record_of(spec).to_json())
-    return True
+    return None if returncode == 0 else _failure(spec, returncode, log_path)
 
 
 def _arg(args: Sequence[str], name: str) -> str:
