@@ -1,6 +1,7 @@
 """tools/demo.py: predictions of a trained model drawn on images; clear errors for bad input."""
 
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 from PIL import Image
 
+from fpn_variants import model_zoo
 from fpn_variants.predict import image_paths
 
 from .utils import ROOT, SYNTHETIC_FPN, TINY_TRAINING, builtin_data_in, train_few_iterations
@@ -73,3 +75,22 @@ def test_demo_errors_name_the_problem(weights, tmp_path, capsys):
     two = ["--input", *_val_images()[:2], "--output", str(tmp_path / "one.jpg"), *with_weights]
     assert demo.main(["--config-file", SYNTHETIC_FPN, *two]) == 2
     assert "give a folder" in capsys.readouterr().err
+
+
+def test_demo_takes_a_model_zoo_name(weights, tmp_path, monkeypatch, capsys):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"bbox": {"AP": 0.1}}))
+    manifest = tmp_path / "zoo" / "manifest.json"
+    model_zoo.package(
+        os.path.dirname(weights),
+        "tiny_fpn",
+        manifest=manifest,
+        releases_dir=tmp_path / "releases",
+        metrics_file=metrics,
+    )
+    monkeypatch.setenv(model_zoo.MANIFEST_ENV, str(manifest))
+    image, out = _val_images()[0], tmp_path / "zoo.jpg"
+    assert demo.main(["--model-zoo", "tiny_fpn", "--input", image, "--output", str(out)]) == 0
+    assert np.asarray(Image.open(out)).shape == np.asarray(Image.open(image)).shape
+    assert demo.main(["--model-zoo", "nope", "--input", image]) == 2
+    assert "error: no model named 'nope'" in capsys.readouterr().err

@@ -80,11 +80,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             cfg.merge_from_list(args.opts)
         else:
             cfg = load_config(args.config_file, args.opts)
-        predictor = Predictor(cfg)
         inputs = image_paths(args.input)
         outputs = output_paths(args.output, inputs)
+        predictor = Predictor(cfg)
     except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else "__unused")
     for source, target in zip(inputs, outputs):
