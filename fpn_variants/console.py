@@ -3,7 +3,8 @@
 Upstream libraries (torch, fvcore, detectron2) print deprecation notices about their own code on
 every run: ``torch.jit.script`` deprecated (fvcore scripts its losses on import), ``torch.meshgrid``
 without ``indexing`` (detectron2's anchor generator), ``is_fx_tracing`` (detectron2's ROI pooler,
-through torch's logger). A user of this project cannot act on them.
+through torch's logger), and when exporting, a ``TracerWarning`` at each of their Python branches
+on tensor values. A user of this project cannot act on them.
 
 Design: :func:`quiet_upstream_warnings` (called by the tools, once) sends the warnings listed in
 :data:`UPSTREAM_WARNINGS` to the log files of the "fpn_variants" and "detectron2" loggers (the
@@ -14,8 +15,10 @@ package's import hides the same warnings while it imports its upstream modules
 Only the standard library is imported here: the package imports this module first.
 """
 
+import builtins
 import contextlib
 import logging
+import os
 import re
 import sys
 import warnings
@@ -23,15 +26,19 @@ from typing import Iterator, Tuple, Type
 
 __all__ = ["UPSTREAM_WARNINGS", "is_upstream_warning", "quiet_upstream_warnings"]
 
-# (category, start of the message) of each upstream notice that a user cannot act on.
-UPSTREAM_WARNINGS: Tuple[Tuple[Type[Warning], str], ...] = (
-    (FutureWarning, "`torch.jit.script` is deprecated"),
-    (
-        UserWarning,
-        "torch.meshgrid: in an upcoming release, it will be required to pass the indexing",
-    ),
-    (UserWarning, "is_fx_tracing will return true for both fx.symbolic_trace and torch.export"),
+# (category name, start of the message) of each upstream notice that a user cannot act on. A
+# warning matches when raised from a file outside this package: the same notice about the
+# project's own code (e.g. a TracerWarning at one of its lines) is still shown.
+UPSTREAM_WARNINGS: Tuple[Tuple[str, str], ...] = (
+    ("FutureWarning", "`torch.jit.script` is deprecated"),
+    ("UserWarning", "torch.meshgrid: in an upcoming release, it will be required to pass the"),
+    ("UserWarning", "is_fx_tracing will return true for both fx.symbolic_trace and torch.export"),
+    # tracing for export: Detectron2's and torchvision's Python branches on tensor values (the
+    # export is checked against eager PyTorch instead), and the ONNX exporter's note on indexing
+    ("TracerWarning", ""),
+    ("UserWarning", "Exporting aten::index operator of advanced indexing"),
 )
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Loggers through which torch prints some of them (its own handler, not Python's warnings).
 _UPSTREAM_LOGGERS = ("torch.fx._symbolic_trace",)
 # Loggers whose file handlers receive the hidden warnings.
@@ -41,11 +48,15 @@ _log = logging.getLogger("fpn_variants.upstream_warnings")
 _log.propagate = False  # written to the log files by hand below, never to the console
 
 
-def is_upstream_warning(message: str, category: Type[Warning] = UserWarning) -> bool:
-    """Whether a warning ``message`` of ``category`` is one of :data:`UPSTREAM_WARNINGS`."""
-    return any(
-        issubclass(category, cat) and message.startswith(start) for cat, start in UPSTREAM_WARNINGS
-    )
+def is_upstream_warning(
+    message: str, category: Type[Warning] = UserWarning, filename: str = ""
+) -> bool:
+    """Whether a warning ``message`` of ``category`` raised at ``filename`` is one of
+    :data:`UPSTREAM_WARNINGS` (raised outside this package)."""
+    if os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        return False
+    names = {cls.__name__ for cls in category.__mro__}
+    return any(name in names and message.startswith(start) for name, start in UPSTREAM_WARNINGS)
 
 
 def _log_file_handlers() -> list:
@@ -71,7 +82,7 @@ class _UpstreamRecordFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if is_upstream_warning(text):
+        if is_upstream_warning(text, UserWarning, record.pathname):
             _to_log_files(f"{record.name}: {text}")
             return False
         return True
@@ -85,7 +96,7 @@ def quiet_upstream_warnings() -> None:
         return
 
     def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-        if is_upstream_warning(str(message), category):
+        if is_upstream_warning(str(message), category, filename):
             _to_log_files(f"{filename}:{lineno}: {category.__name__}: {message}")
         else:
             shown(message, category, filename, lineno, file, line)
@@ -98,9 +109,12 @@ def quiet_upstream_warnings() -> None:
 
 @contextlib.contextmanager
 def upstream_warnings_hidden() -> Iterator[None]:
-    """Within the block, ignore the Python warnings of :data:`UPSTREAM_WARNINGS` (e.g. those
-    upstream modules give when imported); the warning filters are restored afterwards."""
+    """Within the block, ignore the warnings of :data:`UPSTREAM_WARNINGS` of built-in
+    categories wherever raised (for the upstream imports of the package); the warning filters
+    are restored afterwards."""
     with warnings.catch_warnings():
-        for category, start in UPSTREAM_WARNINGS:
-            warnings.filterwarnings("ignore", message=re.escape(start), category=category)
+        for name, start in UPSTREAM_WARNINGS:
+            category = getattr(builtins, name, None)  # the import-time ones are built-in classes
+            if category is not None:
+                warnings.filterwarnings("ignore", message=re.escape(start), category=category)
         yield
