@@ -199,6 +199,35 @@ def _predictions_column(
     return pictures, counts
 
 
+def _save_grid(titles: Sequence[str], pictures: List[List[np.ndarray]], counts, path: str):
+    """Save ``pictures[column][row]`` as a grid of GRID_CELL_PX squares under the column
+    ``titles``, each with its number of boxes in a corner."""
+    plt = _pyplot()
+    dpi, rows = 100, len(pictures[0])
+    width, height = len(titles) * GRID_CELL_PX, GRID_TITLE_PX + rows * GRID_CELL_PX
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    cell_w, cell_h = GRID_CELL_PX / width, GRID_CELL_PX / height
+    for col, title in enumerate(titles):
+        fig.text(
+            (col + 0.5) / len(titles),
+            1 - GRID_TITLE_PX / 2 / height,
+            title,
+            ha="center",
+            va="center",
+        )
+        for row, picture in enumerate(pictures[col]):
+            top = (GRID_TITLE_PX + (row + 1) * GRID_CELL_PX) / height
+            ax = fig.add_axes([col * cell_w, 1 - top, cell_w, cell_h])
+            ax.imshow(picture)
+            ax.set_axis_off()
+            label = dict(color="white", fontsize=7, va="top")
+            box = dict(facecolor="black", alpha=0.5, pad=1, lw=0)
+            ax.text(3, 3, f"{counts[col][row]} boxes", bbox=box, **label)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def render_predictions_grid(
     columns: Sequence[Tuple[str, CfgNode]],
     dataset_name: str,
@@ -221,44 +250,10 @@ def render_predictions_grid(
     if not records:
         raise ValueError(f"dataset {dataset_name!r} has no images to draw")
     metadata = MetadataCatalog.get(dataset_name)
-    plt = _pyplot()
-    dpi = 100
-    width, height = len(columns) * GRID_CELL_PX, GRID_TITLE_PX + len(records) * GRID_CELL_PX
-    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    counts = []
-    for col, (title, cfg) in enumerate(columns):
-        pictures, drawn = _predictions_column(cfg, records, metadata, score_threshold)
+    pictures, counts = [], []
+    for _, cfg in columns:
+        column, drawn = _predictions_column(cfg, records, metadata, score_threshold)
+        pictures.append(column)
         counts.append(drawn)
-        for row, picture in enumerate(pictures):
-            top = GRID_TITLE_PX + (row + 1) * GRID_CELL_PX
-            ax = fig.add_axes(
-                [
-                    col * GRID_CELL_PX / width,
-                    1 - top / height,
-                    GRID_CELL_PX / width,
-                    GRID_CELL_PX / height,
-                ]
-            )
-            ax.imshow(picture)
-            ax.set_axis_off()
-            ax.text(
-                3,
-                3,
-                f"{drawn[row]} boxes",
-                color="white",
-                fontsize=7,
-                va="top",
-                bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0),
-            )
-        fig.text(
-            (col + 0.5) / len(columns),
-            1 - GRID_TITLE_PX / 2 / height,
-            title,
-            ha="center",
-            va="center",
-            fontsize=10,
-        )
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    _save_grid([title for title, _ in columns], pictures, counts, path)
     return counts
