@@ -26,6 +26,12 @@ _RADII = tuple(range(4, 400, 6))
 _ANGLES = (0, 180, 45, 135, 315, 225, 90, 270, 22, 158, 338, 202, 68, 112, 292, 248)
 # Half-size (pixels) of the square around a point that a label should not cover.
 _MARKER_HALF = 5.0
+# Cost of a label position: covered area (pixels^2) of another label, of a point's marker, of a
+# box to avoid (weight 1), and its distance (pixels) from its point. A 4-pixel error bar across
+# a label costs as much as ~100 pixels of distance; a label over another never wins.
+_LABEL_WEIGHT = 1e6
+_POINT_WEIGHT = 5.0
+_DISTANCE_WEIGHT = 0.5
 # Longest tick label line (characters) before it is wrapped.
 _WRAP = 14
 
@@ -62,49 +68,67 @@ def _pyplot():
     return plt
 
 
-def _overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection area of boxes (x0, y0, x1, y1)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
+def _overlap_areas(boxes: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
+    """(K,) summed intersection areas of each of ``boxes`` (K, 4) with ``others``, as
+    (x0, y0, x1, y1)."""
+    if not len(others):
+        return np.zeros(len(boxes))
+    o = np.asarray(others)[None]
+    b = boxes[:, None]
+    w = np.minimum(b[..., 2], o[..., 2]) - np.maximum(b[..., 0], o[..., 0])
+    h = np.minimum(b[..., 3], o[..., 3]) - np.maximum(b[..., 1], o[..., 1])
+    return (np.clip(w, 0, None) * np.clip(h, 0, None)).sum(axis=1)
 
 
-def _candidate_boxes(point: np.ndarray, size: np.ndarray):
-    """Label boxes around ``point`` (pixels), nearest first: (box, center offset) pairs."""
-    w, h = size
-    for radius in _RADII:
-        for angle in _ANGLES:
-            c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-            offset = np.array([c * (radius + w / 2), s * (radius + h / 2)])
-            center = point + offset
-            yield np.concatenate([center - size / 2, center + size / 2]), offset
+def _candidates(size: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Center offsets (K, 2) of a label box of ``size`` around its point, in the order tried,
+    and their distances (K,) from the point to the box's nearest edge."""
+    radii = np.repeat(np.array(_RADII, dtype=float), len(_ANGLES))
+    angles = np.radians(np.tile(np.array(_ANGLES, dtype=float), len(_RADII)))
+    offsets = np.stack(
+        [np.cos(angles) * (radii + size[0] / 2), np.sin(angles) * (radii + size[1] / 2)], axis=1
+    )
+    return offsets, radii
 
 
-def _best_box(point, size, placed, markers, frame) -> np.ndarray:
-    """The nearest candidate inside ``frame`` that overlaps no placed label and no marker; if
-    there is none, the one with the least overlap (labels weigh more than markers)."""
-    best, best_cost = None, math.inf
-    for box, offset in _candidate_boxes(point, size):
-        outside = (box[0] < frame[0]) or (box[1] < frame[1]) or (box[2] > frame[2])
-        if outside or box[3] > frame[3]:
-            continue
-        cost = 10 * sum(_overlap(box, other) for other in placed)
-        cost += sum(_overlap(box, m) for m in markers)
-        if cost == 0:
-            return offset
-        if cost < best_cost:
-            best, best_cost = offset, cost
-    return best if best is not None else np.array([size[0] / 2 + _RADII[0], 0.0])
+def _best_offset(point, size, placed, points, avoid, frame) -> np.ndarray:
+    """The candidate inside ``frame`` of least cost: overlap with a placed label (by far the
+    largest), with a point's marker, with an ``avoid`` box, then distance from the point."""
+    offsets, radii = _candidates(size)
+    centers = point + offsets
+    boxes = np.concatenate([centers - size / 2, centers + size / 2], axis=1)
+    inside = (boxes[:, :2] >= frame[:2]).all(1) & (boxes[:, 2:] <= frame[2:]).all(1)
+    cost = _LABEL_WEIGHT * _overlap_areas(boxes, placed) + radii * _DISTANCE_WEIGHT
+    cost += _POINT_WEIGHT * _overlap_areas(boxes, points) + _overlap_areas(boxes, avoid)
+    if not inside.any():
+        return offsets[0]
+    return offsets[np.argmin(np.where(inside, cost, np.inf))]
+
+
+def _pixel_boxes(ax, boxes: Sequence[Tuple[float, float, float, float]], pad: float):
+    """Data-coordinate boxes (x0, y0, x1, y1) as pixel boxes, grown by ``pad`` pixels."""
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        (a, b), (c, d) = ax.transData.transform([(x0, y0), (x1, y1)])
+        out.append(np.array([min(a, c) - pad, min(b, d) - pad, max(a, c) + pad, max(b, d) + pad]))
+    return out
 
 
 def place_labels(
-    ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 8
+    ax,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    fontsize: float = 8,
+    avoid: Sequence[Tuple[float, float, float, float]] = (),
 ) -> List:
     """Annotate each point (xs[i], ys[i]) with labels[i] so that no two label boxes overlap and,
-    where there is room, no label covers a point; far labels get a leader line.
+    where there is room, no label covers a point or a box of ``avoid`` (data coordinates
+    (x0, y0, x1, y1), e.g. error bars); far labels get a leader line.
 
     Greedy and deterministic: labels are placed one by one (top-most point first), each at the
-    nearest free spot in 16 directions around its point, inside the axes. Call it once the axes'
+    position of least cost among 16 directions and growing distances around its point, inside
+    the axes (see the weights above). Call it once the axes'
     limits and position are final (after ``tight_layout``): placement is done in pixels.
 
     Returns:
@@ -117,6 +141,7 @@ def place_labels(
     points = ax.transData.transform(np.column_stack([xs, ys]).astype(float).reshape(-1, 2))
     frame = np.array(ax.get_window_extent(renderer).extents)
     markers = [np.concatenate([p - _MARKER_HALF, p + _MARKER_HALF]) for p in points]
+    avoided = _pixel_boxes(ax, avoid, pad=2.0)
     sizes = []
     for label in labels:
         text = ax.text(0, 0, label, fontsize=fontsize)
@@ -125,7 +150,7 @@ def place_labels(
         text.remove()
     offsets, placed = [None] * len(labels), []
     for i in sorted(range(len(labels)), key=lambda i: (-points[i][1], points[i][0])):
-        offsets[i] = _best_box(points[i], sizes[i], placed, markers, frame)
+        offsets[i] = _best_offset(points[i], sizes[i], placed, markers, avoided, frame)
         center = points[i] + offsets[i]
         placed.append(np.concatenate([center - sizes[i] / 2, center + sizes[i] / 2]))
     to_points = 72.0 / fig.dpi  # offsets in points scale with the fonts at any savefig dpi
@@ -182,7 +207,9 @@ def plot_ap_vs_cost(points: Sequence[CostPoint], path: str, title: str = "AP vs 
     ax.grid(alpha=0.3)
     _legend_outside(ax, fontsize=8)
     fig.tight_layout()
-    place_labels(ax, [p.x for p in points], [p.y for p in points], [p.label for p in points])
+    error_bars = [(p.x, p.y - p.yerr, p.x, p.y + p.yerr) for p in points if p.yerr]
+    xs, ys = [p.x for p in points], [p.y for p in points]
+    place_labels(ax, xs, ys, [p.label for p in points], avoid=error_bars)
     _save(fig, path, plt)
 
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from fpn_variants import plots  # noqa: E402
 from fpn_variants.plots import CostPoint, SizeBars, place_labels  # noqa: E402
@@ -72,6 +73,10 @@ def test_cost_plot_labels_and_legend_do_not_overlap(saved_figures, tmp_path):
     frame = ax.get_window_extent(renderer)
     assert all(_inside(b, frame) for b in labels)
     points_px = ax.transData.transform([(p.x, p.y) for p in points])
+    for p in points:  # labels stay off the error bars when there is room
+        (x, low), (_, high) = ax.transData.transform([(p.x, p.y - p.yerr), (p.x, p.y + p.yerr)])
+        bar = Bbox([[x - 0.5, low], [x + 0.5, high]])
+        assert not any(bar.overlaps(b) for b in labels), p
     legend = ax.get_legend().get_window_extent(renderer)
     assert not any(legend.contains(x, y) for x, y in points_px)
     assert not any(legend.overlaps(b) for b in labels)
