@@ -7,7 +7,7 @@ import math
 import os
 import textwrap
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,19 +40,20 @@ _WRAP = 14
 class CostPoint:
     """One cell of a comparison on the AP-vs-cost plot: ``label`` (the neck), ``group`` (the
     detector: one color and legend entry each), ``x`` (GFLOPs), ``y`` (AP) and ``yerr`` (its
-    standard deviation over seeds, 0 for one seed)."""
+    standard deviation over seeds; 0 or None for one seed)."""
 
     label: str
     group: str
     x: float
     y: float
-    yerr: float = 0.0
+    yerr: Optional[float] = 0.0
 
 
 @dataclass(frozen=True)
 class SizeBars:
     """One cell on the AP-by-size plot: ``label`` (x tick) and ``values`` {series: (mean, std)},
-    e.g. {"AP_S": (47.4, 0.5), "AP_M": (56.8, 1.6), "AP_L": (68.8, 1.1)}."""
+    e.g. {"AP_S": (47.4, 0.5), "AP_M": (56.8, 1.6), "AP_L": (68.8, 1.1)}; a std of None (one
+    seed) draws no error bar, a missing series or a mean of None no bar."""
 
     label: str
     values: Dict[str, Tuple[float, float]]
@@ -194,7 +195,7 @@ def plot_ap_vs_cost(points: Sequence[CostPoint], path: str, title: str = "AP vs 
         ax.errorbar(
             [p.x for p in sub],
             [p.y for p in sub],
-            yerr=[p.yerr for p in sub],
+            yerr=[p.yerr or 0.0 for p in sub],
             fmt="o",
             capsize=3,
             label=group,
@@ -247,8 +248,9 @@ def plot_ap_by_size(bars: Sequence[SizeBars], path: str, title: str = "AP by obj
     width = 0.8 / len(series)
     x = np.arange(len(bars))
     for i, key in enumerate(series):
-        means = [b.values.get(key, (math.nan, 0.0))[0] for b in bars]
-        stds = [b.values.get(key, (math.nan, 0.0))[1] or 0.0 for b in bars]
+        pairs = [b.values.get(key) or (None, None) for b in bars]  # missing: no bar
+        means = [math.nan if mean is None else mean for mean, _ in pairs]
+        stds = [std or 0.0 for _, std in pairs]
         offset = (i - (len(series) - 1) / 2) * width
         ax.bar(x + offset, means, width, yerr=stds, capsize=2, label=key)
     ax.set_xticks(x)

@@ -146,7 +146,8 @@ def test_learning_curves_mean_and_spread_over_uneven_seeds(saved_figures, tmp_pa
 
 def test_plots_write_png_files(tmp_path):
     plots.plot_ap_vs_cost([CostPoint("FPN", "Faster R-CNN", 3.0, 56.1, 1.0)], tmp_path / "a.png")
-    plots.plot_ap_by_size([SizeBars("FPN", {"AP_S": (47.4, 0.5)})], str(tmp_path / "b.png"))
+    one_seed = {"AP_S": (None, None), "AP_M": (47.4, None)}  # no small object: AP_S undefined
+    plots.plot_ap_by_size([SizeBars("FPN", one_seed)], str(tmp_path / "b.png"))
     plots.plot_learning_curves({"FPN": {1: [(10, 1.0)]}}, str(tmp_path / "c.png"))
     for name in ("a.png", "b.png", "c.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
