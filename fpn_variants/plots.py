@@ -106,7 +106,9 @@ def _best_offset(point, size, placed, points, avoid, frame) -> np.ndarray:
     return offsets[np.argmin(np.where(inside, cost, np.inf))]
 
 
-def _pixel_boxes(ax, boxes: Sequence[Tuple[float, float, float, float]], pad: float):
+def _pixel_boxes(
+    ax, boxes: Sequence[Tuple[float, float, float, float]], pad: float
+) -> List[np.ndarray]:
     """Data-coordinate boxes (x0, y0, x1, y1) as pixel boxes, grown by ``pad`` pixels."""
     out = []
     for x0, y0, x1, y1 in boxes:
@@ -129,8 +131,8 @@ def place_labels(
 
     Greedy and deterministic: labels are placed one by one (top-most point first), each at the
     position of least cost among 16 directions and growing distances around its point, inside
-    the axes (see the weights above). Call it once the axes'
-    limits and position are final (after ``tight_layout``): placement is done in pixels.
+    the axes (weights: ``_LABEL_WEIGHT`` etc.). Call it once the axes' limits and position are
+    final (after ``tight_layout``): placement is done in pixels.
 
     Returns:
         list[matplotlib.text.Annotation]: one per label, in the input order.
