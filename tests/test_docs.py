@@ -16,6 +16,7 @@ from detectron2.modeling import build_backbone
 from fpn_variants import add_fpn_variants_config
 from fpn_variants.registry import NECK_REGISTRY
 
+from . import test_export
 from .utils import ROOT, builtin_data_in
 
 CONFIGS = os.path.join(ROOT, "configs")
@@ -151,7 +152,7 @@ def test_readme_says_whether_the_model_zoo_weights_can_be_downloaded():
     assert (claim in _words(_read("README.md"))) == (not any(urls))
 
 
-@pytest.mark.parametrize("doc", ["docs/export.md"])
+@pytest.mark.parametrize("doc", ["docs/export.md", "tools/export_model.py"])
 def test_the_sample_image_named_in_the_docs_is_generated(doc, tmp_path):
     named = set(re.findall(r"datasets/(synthetic_multiscale/\w+/\d+\.jpg)", _read(doc)))
     assert named
@@ -166,3 +167,16 @@ def test_makefile_calls_the_reference_converged_only_if_it_is():
     makefile = _words(_read("Makefile").replace("#", ""))
     assert ("converged comparison" in makefile) == converged
     assert ("not converged" in makefile) == (not converged)
+
+
+@pytest.mark.skipif(test_export.FULL, reason="the default selection of scripted detectors")
+def test_export_doc_names_the_detectors_scripted_by_default():
+    labels = {row.builder: row.label for row in NECK_REGISTRY}
+    detectors = {"faster_rcnn": "Faster R-CNN", "retinanet": "RetinaNet", "mask_rcnn": "Mask R-CNN"}
+    pairs = [f"{detectors[d]} × {labels[n]}" for d, n in test_export.SCRIPTING_PAIRS]
+    footnote = re.search(
+        r"¹ Checked by default for (.*?); the other (\d+) with", _words(_read("docs", "export.md"))
+    )
+    assert footnote, "docs/export.md has no footnote on the scripted detectors"
+    assert footnote.group(1).replace(" and ", ", ").split(", ") == pairs
+    assert int(footnote.group(2)) == len(test_export.ALL_PAIRS) - len(pairs)

@@ -9,9 +9,10 @@ Examples::
         --format torchscript --export-method tracing --output output/export/frcnn_ts \\
         MODEL.WEIGHTS output/synthetic/faster_rcnn_R18_FPN/model_final.pth
 
-    # ONNX (onnxruntime checks it), free input size, on your own image
+    # ONNX (onnxruntime checks it), free input size, on an image of the built-in data (or yours)
     python tools/export_model.py --config-file CONFIG.yaml --format onnx \\
-        --sample-image demo.jpg --output output/export/onnx MODEL.WEIGHTS model.pth
+        --sample-image datasets/synthetic_multiscale/val/000000.jpg \\
+        --output output/export/onnx MODEL.WEIGHTS model.pth
 
     # the backbone (bottom-up network + neck) only, by scripting
     python tools/export_model.py --config-file CONFIG.yaml --backbone-only \\
