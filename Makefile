@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make demo   the main job: a side-by-side preview on the built-in synthetic data, 2 seeds
-#               (make reference: the converged comparison, about 2 hours)
+#               (make reference: the reference comparison of docs/reference_comparison.md,
+#               1 epoch per run, not converged; about 2 hours)
 #   make test   the test suite (what .ci/run runs)
 # Both create .venv/ and install the pinned dependencies first; a second run skips that.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

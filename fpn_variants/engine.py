@@ -72,6 +72,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import Checkpointer
 from .config import add_fpn_variants_config, check_config
+from .console import quiet_upstream_warnings
 from .data import register_coco_instances_from_path
 from .data.resumable import (
     ITERATION_STREAM,
@@ -634,6 +635,7 @@ def run_from_command_line(argv: Optional[List[str]] = None, epilog: Optional[str
     """``tools/train_net.py``: parse the command line and :func:`main` in one process or, with
     ``--num-gpus`` / ``--num-machines``, in several (:func:`launch`). Also runs as
     ``python -m fpn_variants.engine`` (how the comparison trains each cell)."""
+    quiet_upstream_warnings()
     args = argument_parser(epilog=epilog).parse_args(argv)
     print("Command Line Args:", args)
     launch(main, args)

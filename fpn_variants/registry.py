@@ -2,7 +2,7 @@
 
 The builders (``MODEL.BACKBONE.NAME``) of :mod:`fpn_variants.backbone`, the variant-only config
 nodes of :mod:`fpn_variants.config`, the short names and config files of
-:mod:`fpn_variants.compare` and the labels and order of the model zoo all come from
+:mod:`fpn_variants.comparison` and the labels and order of the model zoo all come from
 :data:`NECK_REGISTRY`. Adding a neck is one file in :mod:`fpn_variants.necks` (a
 :class:`~fpn_variants.necks.base.PyramidNeck` with a ``from_config``) and one row here.
 """

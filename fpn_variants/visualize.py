@@ -1,18 +1,20 @@
-"""Pictures: per-level feature maps of one image for each neck, and the scale-assignment
-histogram of a dataset (which pyramid level each ground-truth box is pooled from)."""
+"""Pictures: per-level feature maps of one image for each neck, the scale-assignment
+histogram of a dataset (which pyramid level each ground-truth box is pooled from), and the
+detections of several models on the same images side by side."""
 
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 from detectron2.modeling.poolers import assign_boxes_to_levels
 from detectron2.structures import Boxes, BoxMode
 
 from .engine import Checkpointer
+from .predict import Predictor, draw_predictions, read_image_file, to_rgb
 
 __all__ = [
     "box_levels",
@@ -20,8 +22,13 @@ __all__ = [
     "plot_feature_maps",
     "plot_scale_histogram",
     "pooler_levels",
+    "render_predictions_grid",
     "test_resize_scale",
 ]
+
+# Layout of the detections grid: the side of each picture and the height of the column titles.
+GRID_CELL_PX = 320
+GRID_TITLE_PX = 36
 
 
 def _pyplot():
@@ -163,3 +170,90 @@ def test_resize_scale(cfg: CfgNode, dataset: str) -> float:
 def pooler_levels(cfg: CfgNode) -> List[int]:
     """The levels the ROI heads pool from (e.g. [2, 3, 4, 5] for P2-P5)."""
     return sorted(int(name[1:]) for name in cfg.MODEL.ROI_HEADS.IN_FEATURES)
+
+
+def _ground_truth_boxes(record: Dict) -> np.ndarray:
+    """(N, 4) XYXY boxes of a dataset record's annotations."""
+    boxes = [
+        BoxMode.convert(ann["bbox"], ann["bbox_mode"], BoxMode.XYXY_ABS)
+        for ann in record.get("annotations", [])
+    ]
+    return np.array(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def _predictions_column(
+    cfg: CfgNode, records: List[Dict], metadata, score_threshold: float
+) -> Tuple[List[np.ndarray], List[int]]:
+    """One model's pictures of ``records`` (RGB) and the number of boxes drawn on each."""
+    predictor = Predictor(cfg)
+    pictures, counts = [], []
+    for record in records:
+        image = read_image_file(record["file_name"], cfg.INPUT.FORMAT)
+        instances = predictor(image)
+        rgb = to_rgb(image, cfg.INPUT.FORMAT)
+        picture, count = draw_predictions(
+            rgb, instances, metadata, score_threshold, _ground_truth_boxes(record)
+        )
+        pictures.append(picture)
+        counts.append(count)
+    return pictures, counts
+
+
+def _save_grid(titles: Sequence[str], pictures: List[List[np.ndarray]], counts, path: str):
+    """Save ``pictures[column][row]`` as a grid of GRID_CELL_PX squares under the column
+    ``titles``, each with its number of boxes in a corner."""
+    plt = _pyplot()
+    dpi, rows = 100, len(pictures[0])
+    width, height = len(titles) * GRID_CELL_PX, GRID_TITLE_PX + rows * GRID_CELL_PX
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    cell_w, cell_h = GRID_CELL_PX / width, GRID_CELL_PX / height
+    for col, title in enumerate(titles):
+        fig.text(
+            (col + 0.5) / len(titles),
+            1 - GRID_TITLE_PX / 2 / height,
+            title,
+            ha="center",
+            va="center",
+        )
+        for row, picture in enumerate(pictures[col]):
+            top = (GRID_TITLE_PX + (row + 1) * GRID_CELL_PX) / height
+            ax = fig.add_axes([col * cell_w, 1 - top, cell_w, cell_h])
+            ax.imshow(picture)
+            ax.set_axis_off()
+            label = dict(color="white", fontsize=7, va="top")
+            box = dict(facecolor="black", alpha=0.5, pad=1, lw=0)
+            ax.text(3, 3, f"{counts[col][row]} boxes", bbox=box, **label)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def render_predictions_grid(
+    columns: Sequence[Tuple[str, CfgNode]],
+    dataset_name: str,
+    num_images: int,
+    path: str,
+    score_threshold: float = 0.5,
+) -> List[List[int]]:
+    """The first ``num_images`` images of ``dataset_name``, one row each, with one column per
+    model: its predicted boxes (class and score, at least ``score_threshold``) over the ground
+    truth (dashed white). Each column is (title, config with MODEL.WEIGHTS set). The PNG at
+    ``path`` is ``len(columns) * GRID_CELL_PX`` wide and ``GRID_TITLE_PX + num_images *
+    GRID_CELL_PX`` high (fewer rows if the dataset has fewer images).
+
+    Returns:
+        list[list[int]]: boxes drawn per column, per image.
+    """
+    if not columns:
+        raise ValueError("no models to draw: give at least one (title, config) column")
+    records = DatasetCatalog.get(dataset_name)[:num_images]
+    if not records:
+        raise ValueError(f"dataset {dataset_name!r} has no images to draw")
+    metadata = MetadataCatalog.get(dataset_name)
+    pictures, counts = [], []
+    for _, cfg in columns:
+        column, drawn = _predictions_column(cfg, records, metadata, score_threshold)
+        pictures.append(column)
+        counts.append(drawn)
+    _save_grid([title for title, _ in columns], pictures, counts, path)
+    return counts

@@ -3,20 +3,25 @@
 import math
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog
 
 from fpn_variants.comparison import Recipe, cells_from_template
+from fpn_variants.predict import load_config
 from fpn_variants.visualize import (
+    GRID_CELL_PX,
+    GRID_TITLE_PX,
     box_levels,
     feature_energy,
     plot_feature_maps,
     plot_scale_histogram,
     pooler_levels,
+    render_predictions_grid,
 )
 
-from .utils import builtin_data_in
+from .utils import SYNTHETIC_FPN, TINY_TRAINING, builtin_data_in, train_few_iterations
 
 TEMPLATE = os.path.join(
     os.path.dirname(__file__), "..", "configs", "Synthetic", "{detector}_R18_{neck}.yaml"
@@ -58,3 +63,23 @@ def test_pictures_are_written(tiny_builtin_data, tmp_path):
     for name in ("features.png", "scales.png"):
         with open(tmp_path / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predictions_grid_has_one_column_per_model(tmp_path_factory, tmp_path):
+    with builtin_data_in(tmp_path_factory.mktemp("grid_data"), 4, 3):
+        weights = train_few_iterations(tmp_path / "train")
+        cfg = load_config(SYNTHETIC_FPN, [*TINY_TRAINING, "MODEL.WEIGHTS", weights])
+        columns = [("FPN, 2 iterations", cfg), ("all boxes", cfg)]
+        path = str(tmp_path / "grid.png")
+        counts = render_predictions_grid(columns, "synthetic_multiscale_val", 2, path)
+        picture = plt.imread(path)
+        assert picture.shape[:2] == (GRID_TITLE_PX + 2 * GRID_CELL_PX, 2 * GRID_CELL_PX)
+        assert len(counts) == 2 and all(len(column) == 2 for column in counts)
+        low = render_predictions_grid(columns[:1], "synthetic_multiscale_val", 9, path, 0.0)
+        assert len(low[0]) == 3  # the split has 3 images
+        assert all(n >= m for n, m in zip(low[0], counts[0]))  # lower threshold, more boxes
+        assert sum(low[0]) > 0
+        cfg.defrost()
+        cfg.MODEL.WEIGHTS = ""
+        with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty"):
+            render_predictions_grid([("untrained", cfg)], "synthetic_multiscale_val", 1, path)

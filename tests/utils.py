@@ -1,6 +1,7 @@
 """Tiny configs (R18 bottom-up, narrow necks, small images) on the CPU."""
 
 import contextlib
+import os
 from typing import Dict, Iterator
 
 import pytest
@@ -12,6 +13,9 @@ from torch import nn
 
 import fpn_variants
 from fpn_variants.data import SyntheticSpec, synthetic
+from fpn_variants.engine import Trainer, argument_parser, setup
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: int = 32):
@@ -81,3 +85,24 @@ def builtin_data_in(folder, train_images: int, val_images: int) -> Iterator[None
         mp.setenv("FPN_VARIANTS_DATASETS", str(folder))
         mp.setattr(synthetic, "DEFAULT_SPLITS", splits)
         yield
+
+
+# A Faster R-CNN R18-FPN of configs/Synthetic at 128 px, small enough to train in seconds.
+SYNTHETIC_FPN = os.path.join(ROOT, "configs", "Synthetic", "faster_rcnn_R18_FPN.yaml")
+TINY_TRAINING = [
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0",
+    "TEST.PRECISE_BN.ENABLED", "False", "DATASETS.TEST", "()",
+]  # fmt: skip
+
+
+def train_few_iterations(output_dir, iterations: int = 2) -> str:
+    """Train :data:`SYNTHETIC_FPN` for ``iterations`` on the registered built-in data (no
+    evaluation); returns its final weights file."""
+    opts = [*TINY_TRAINING, "SOLVER.MAX_ITER", str(iterations), "OUTPUT_DIR", str(output_dir)]
+    cfg = setup(argument_parser().parse_args(["--config-file", SYNTHETIC_FPN, *opts]))
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return os.path.join(str(output_dir), "model_final.pth")

@@ -9,9 +9,10 @@ Examples::
         --format torchscript --export-method tracing --output output/export/frcnn_ts \\
         MODEL.WEIGHTS output/synthetic/faster_rcnn_R18_FPN/model_final.pth
 
-    # ONNX (onnxruntime checks it), free input size, on your own image
+    # ONNX (onnxruntime checks it), free input size, on an image of the built-in data (or yours)
     python tools/export_model.py --config-file CONFIG.yaml --format onnx \\
-        --sample-image demo.jpg --output output/export/onnx MODEL.WEIGHTS model.pth
+        --sample-image datasets/synthetic_multiscale/val/000000.jpg \\
+        --output output/export/onnx MODEL.WEIGHTS model.pth
 
     # the backbone (bottom-up network + neck) only, by scripting
     python tools/export_model.py --config-file CONFIG.yaml --backbone-only \\
@@ -26,12 +27,15 @@ tool prints its largest differences from eager PyTorch and exits with status 1 w
 import argparse
 import sys
 
+# first: the package hides the upstream notices that fvcore and detectron2 print when imported
+import fpn_variants  # noqa: F401  isort: skip
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 from fpn_variants import add_fpn_variants_config
 from fpn_variants.checkpoint import Checkpointer
+from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.export import (
     EXPORT_METHODS,
     FORMATS,
@@ -111,6 +115,7 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
+    quiet_upstream_warnings()
     parser = argument_parser()
     args = parser.parse_args()
     if args.format == "onnx" and args.export_method == "scripting":

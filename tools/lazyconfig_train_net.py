@@ -34,14 +34,16 @@ and ``--dist-timeout SECONDS`` bounds how long a process waits in a collective f
 
 import logging
 
+# first: the package hides the upstream notices that fvcore and detectron2 print when imported
+import fpn_variants  # noqa: F401  isort: skip  registers the necks' builders and built-in datasets
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from fvcore.nn.precise_bn import get_bn_modules
 
-import fpn_variants  # noqa: F401  registers the necks' builders and the built-in datasets
 from fpn_variants.checkpoint import Checkpointer
+from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.engine import base_argument_parser, claim_output_dir, create_ddp_model, launch
 
 logger = logging.getLogger("fpn_variants")
@@ -133,4 +135,5 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
+    quiet_upstream_warnings()
     launch(main, base_argument_parser(epilog=__doc__).parse_args())

@@ -12,16 +12,20 @@
   ``benchmarks/bench_necks.py`` (``results.json``);
 - between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of
   ``benchmarks/bench_train.py`` (training throughput, ours against stock Detectron2).
+- between ``<!-- configs:begin -->`` and ``<!-- configs:end -->``: the config files of
+  ``configs/`` and how many there are (always; ``tests/test_docs.py`` checks it is current).
 A section whose source is missing is left as it is.
 """
 
 import argparse
+import glob
 import json
 import os
 import re
 import shutil
 
 from fpn_variants.comparison import LATE_FRACTION, read_ledger
+from fpn_variants.registry import NECK_REGISTRY
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -62,6 +66,44 @@ def per_seed_section(folder: str) -> str:
             f"{run.train_time_s:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _leaf_configs(folder: str, ext: str = ".yaml") -> list:
+    """File names of the leaf configs in ``folder`` (not the Base-*.yaml files)."""
+    names = [os.path.basename(p) for p in glob.glob(os.path.join(folder, "*" + ext))]
+    return sorted(name for name in names if not name.startswith("Base-"))
+
+
+def _recipe_count(config_dir: str, recipe: str) -> str:
+    """'N: P detector x neck, B FPN-paper baselines' of the leaf configs of configs/<recipe>."""
+    leaves = _leaf_configs(os.path.join(config_dir, recipe))
+    paper = {row.config_suffix: row.paper for row in NECK_REGISTRY}
+    papers = sum(1 for name in leaves if paper.get(re.sub(r"^.*_R\d+_([^_.]+).*$", r"\1", name)))
+    baselines = len(leaves) - papers
+    text = f"{len(leaves)}: {papers} detector × neck"
+    return text + (f", {baselines} FPN-paper baselines" if baselines else "")
+
+
+def configs_section(config_dir: str = "configs") -> str:
+    """A table of the leaf config files of ``config_dir`` and how many there are."""
+    lazy = sum(
+        len(_leaf_configs(os.path.join(config_dir, "LazyConfig", recipe), ".py"))
+        for recipe in ("Synthetic", "COCO")
+    )
+    return "\n".join(
+        [
+            "| files | recipe | how many |",
+            "|---|---|---|",
+            "| `configs/Synthetic/<detector>_R18_<NECK>.yaml` | CPU, built-in data | "
+            + _recipe_count(config_dir, "Synthetic")
+            + " |",
+            "| `configs/COCO/<detector>_R50_<NECK>_1x.yaml` | COCO (GPUs, ImageNet R50) | "
+            + _recipe_count(config_dir, "COCO")
+            + " |",
+            "| `configs/LazyConfig/{Synthetic,COCO}/*.py` | the same, as LazyConfig files | "
+            + f"{lazy} |",
+        ]
+    )
 
 
 def bench_section(folder: str) -> str:
@@ -108,9 +150,11 @@ def main() -> None:
     parser.add_argument("--reference-doc", default="docs/reference_comparison.md")
     parser.add_argument("--bench", default="output/bench_necks")
     parser.add_argument("--bench-train", default="output/bench_train")
+    parser.add_argument("--configs", default="configs", help="the folder the configs block lists")
     args = parser.parse_args()
     with open(args.readme) as f:
         text = f.read()
+    text = replace_section(text, "configs", configs_section(args.configs))
     if os.path.isfile(os.path.join(args.compare, "table.md")):
         images = os.path.join(os.path.dirname(os.path.abspath(args.readme)), "docs", "images")
         section = compare_section(args.compare, images)
