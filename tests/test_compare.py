@@ -99,7 +99,8 @@ def test_a_recipe_of_its_own_gives_the_table(compared):
     assert record.config_file.endswith("mine-PANet-faster_rcnn.yaml") and record.device
     assert [e.iteration for e in record.evaluations] == [6]
     assert record.command.startswith("OMP_NUM_THREADS=1 python tools/train_net.py --config-file")
-    for name in ("results.csv", "results.json", "ap_vs_gflops.png", "ap_by_size.png"):
+    pictures = ("ap_vs_gflops.png", "ap_by_size.png", "learning_curves.png", "detections.png")
+    for name in ("results.csv", "results.json", *pictures):
         assert os.path.getsize(os.path.join(out, name)) > 0
 
 
@@ -264,11 +265,14 @@ def test_two_launchers_on_one_ledger_train_each_run_once(setting, tmp_path):
         "--seeds", "1", "2", "--threads", "1", "--no-costs", "--out", str(tmp_path),
         *_dataset_args(recipe),
     ]  # fmt: skip
-    launchers = [subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)]
+    launchers = [subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE)]
     time.sleep(1.0)
-    launchers.append(subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate()[1] for p in launchers]
+    launchers.append(subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE))
+    outputs = [p.communicate()[1].decode() for p in launchers]  # "\r" kept: bar updates
     assert [p.returncode for p in launchers] == [0, 0], outputs
+    # the console: a progress bar and a line per run, no training logs or upstream notices
+    assert all(o.count("\n") <= 10 for o in outputs), outputs
+    assert not any("Warning" in o or "W1" in o for o in outputs), outputs
     for seed in (1, 2):
         log = open(os.path.join(Ledger(str(tmp_path)).run_dir("faster_rcnn_fpn", seed), "log.txt"))
         assert log.read().count("Starting training from iteration") == 1  # trained once

@@ -57,6 +57,7 @@ from fpn_variants.comparison import (
     compare,
     make_launcher,
 )
+from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.engine import add_dataset_arguments
 
 
@@ -141,6 +142,7 @@ def _slurm_options(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 def main(argv=None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    quiet_upstream_warnings()
     if args.jobs < 1 or (args.threads is not None and args.threads < 1) or args.num_machines < 1:
         parser.error("--jobs, --threads and --num-machines must be at least 1")
     if args.eval_only != bool(args.weights):

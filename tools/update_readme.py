@@ -40,7 +40,7 @@ def compare_section(folder: str, images: str) -> str:
         table = f.read()
     os.makedirs(images, exist_ok=True)
     pictures = []
-    for name in ("ap_vs_gflops.png", "ap_by_size.png"):
+    for name in ("ap_vs_gflops.png", "ap_by_size.png", "learning_curves.png", "detections.png"):
         src = os.path.join(folder, name)
         if os.path.isfile(src):
             shutil.copy(src, os.path.join(images, name))

@@ -1,6 +1,7 @@
 """Reports of a comparison, made from its records alone: ``table.md`` (one table per detector,
 FPN first), ``results.csv`` (one row per run), ``results.json`` (one row per cell, with the
-per-seed values and the differences to FPN) and the plots."""
+per-seed values and the differences to FPN) and the plots: AP against FLOPs, AP by object size,
+learning curves (AP and AP_S against iteration, over seeds)."""
 
 import csv
 import dataclasses
@@ -10,9 +11,15 @@ import os
 from io import StringIO
 from typing import Dict, List, Optional
 
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import DatasetCatalog
+
+from ..config import add_fpn_variants_config
 from ..io import atomic_write_text
+from ..plots import CostPoint, SizeBars, plot_ap_by_size, plot_ap_vs_cost, plot_learning_curves
+from ..visualize import render_predictions_grid
 from .cells import DETECTORS
-from .stats import BASELINE, COCO_METRICS, LATE_FRACTION, CellSummary, MetricSummary
+from .stats import BASELINE, LATE_FRACTION, CellSummary, MetricSummary
 
 __all__ = ["render_table", "write_reports"]
 
@@ -24,6 +31,26 @@ def write_reports(rows: List[CellSummary], out: str) -> None:
     atomic_write_text(os.path.join(out, "results.csv"), _csv_text(rows))
     atomic_write_text(os.path.join(out, "table.md"), render_table(rows))
     _plot(rows, out)
+    _detections(rows, os.path.join(out, "detections.png"))
+
+
+def _detections(rows: List[CellSummary], path: str, images: int = 4) -> None:
+    """detections.png: the same validation images, one column per row, with the boxes of the
+    row's lowest seed (rows whose weights are not in this folder, e.g. collected from another
+    machine, are left out)."""
+    columns = []
+    for row in rows:
+        run = row.runs[0] if row.runs else None
+        weights = run and os.path.splitext(run.source)[0] + "/model_final.pth"
+        if run is None or run.mode != "train" or not os.path.isfile(weights):
+            continue
+        cfg = add_fpn_variants_config(get_cfg())
+        cfg.merge_from_other_cfg(CfgNode.load_cfg(run.config))
+        cfg.MODEL.WEIGHTS = weights
+        columns.append((_row_label(row, rows), cfg))
+    dataset = columns[0][1].DATASETS.TEST[0] if columns else None
+    if dataset in DatasetCatalog.list():
+        render_predictions_grid(columns, dataset, images, path)
 
 
 def _json_rows(rows: List[CellSummary]) -> List[Dict]:
@@ -165,44 +192,53 @@ def render_table(rows: List[CellSummary]) -> str:
 
 
 def _plot(rows: List[CellSummary], out: str) -> None:
-    # Imported here (heavy, and its backend must be chosen before pyplot is imported).
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """ap_vs_gflops.png, ap_by_size.png and learning_curves.png (AP and AP_S against iteration,
+    mean and spread over seeds) of the trained rows."""
     trained = [r for r in rows if r.metric("AP") and r.metric("AP").mean is not None]
-    measured = [r for r in trained if r.costs]
-    if measured:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for detector in dict.fromkeys(r.detector for r in measured):
-            sub = [r for r in measured if r.detector == detector]
-            xs, ys = [r.costs.gflops for r in sub], [r.metric("AP").mean for r in sub]
-            errs = [r.metric("AP").std or 0.0 for r in sub]
-            ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=3, label=DETECTORS[detector])
-            for r, x, y in zip(sub, xs, ys):
-                ax.annotate(r.label, (x, y), xytext=(4, 4), textcoords="offset points")
-        ax.set_xlabel("GFLOPs (fvcore, whole model)")
-        ax.set_ylabel("box AP (mean ± std over seeds)")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "ap_vs_gflops.png"), dpi=120)
-        plt.close(fig)
-    if trained:
-        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(trained)), 4))
-        width = 0.27
-        for i, key in enumerate(COCO_METRICS[3:]):
-            summaries = [r.metric(key) for r in trained]
-            ax.bar(
-                [x + (i - 1) * width for x in range(len(trained))],
-                [s.mean if s and s.mean is not None else float("nan") for s in summaries],
-                width,
-                yerr=[(s.std or 0.0) if s else 0.0 for s in summaries],
-                label=key,
-            )
-        ax.set_xticks(range(len(trained)))
-        ax.set_xticklabels([f"{r.label}\n{DETECTORS[r.detector]}" for r in trained], fontsize=8)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "ap_by_size.png"), dpi=120)
-        plt.close(fig)
+    points = [
+        CostPoint(r.label, DETECTORS[r.detector], r.costs.gflops, r.metric("AP").mean,
+                  r.metric("AP").std or 0.0)
+        for r in trained
+        if r.costs
+    ]  # fmt: skip
+    if points:
+        plot_ap_vs_cost(points, os.path.join(out, "ap_vs_gflops.png"))
+    bars = [
+        SizeBars(_row_label(r, rows), {name: _pair(r.metric(key)) for key, name in _SIZES})
+        for r in trained
+    ]
+    if bars:
+        plot_ap_by_size(bars, os.path.join(out, "ap_by_size.png"))
+    for metric, name in (("AP", "learning_curves.png"), ("APs", "learning_curves_APs.png")):
+        curves = {_row_label(r, rows): _curves(r, metric) for r in trained}
+        curves = {label: by_seed for label, by_seed in curves.items() if by_seed}
+        if curves:
+            plot_learning_curves(curves, os.path.join(out, name), metric=metric)
+
+
+_SIZES = (("APs", "AP_S"), ("APm", "AP_M"), ("APl", "AP_L"))
+
+
+def _pair(summary: Optional[MetricSummary]):
+    return (None, None) if summary is None else (summary.mean, summary.std)
+
+
+def _row_label(row: CellSummary, rows: List[CellSummary]) -> str:
+    """The neck's label, with the detector's name when the rows have several detectors."""
+    if len({r.detector for r in rows}) == 1:
+        return row.label
+    return f"{row.label} ({DETECTORS[row.detector]})"
+
+
+def _curves(row: CellSummary, metric: str) -> Dict[int, List]:
+    """{seed: [(iteration, value), ...]} of the box ``metric`` at every evaluation of a row."""
+    curves = {}
+    for run in row.runs:
+        points = [
+            (e.iteration, e.metrics["bbox"][metric])
+            for e in run.evaluations
+            if e.metrics.get("bbox", {}).get(metric) is not None
+        ]
+        if points:
+            curves[run.seed] = points
+    return curves
