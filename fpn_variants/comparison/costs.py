@@ -23,6 +23,7 @@ from detectron2.utils.events import EventStorage
 
 from ..analysis import count_flops, count_neck_flops, count_parameters, interleaved_latency
 from ..config import add_fpn_variants_config
+from ..console import quiet_upstream_warnings
 from ..engine import Trainer
 from ..optimize import optimize_for_inference
 from .records import CellCosts
@@ -119,6 +120,7 @@ def _training_step_costs(cfg: CfgNode, steps: int = 3) -> Dict:
 
 
 def _train_steps_in_child(cfg_yaml: str, batch: List[Dict], steps: int, threads: int) -> Dict:
+    quiet_upstream_warnings()  # a fresh process: its console is the comparison's
     torch.set_num_threads(threads)
     cfg = add_fpn_variants_config(get_cfg())
     cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
