@@ -168,6 +168,20 @@ def test_roi_align_under_autocast_samples_in_float32(training):
         assert within_bf16_rounding(features.grad, reference_input.grad)
 
 
+def test_roi_align_gradient_keeps_a_channels_last_input_layout():
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 16, 32, 40, generator=gen)
+    rois = torch.tensor([[0, 10.3, 5.7, 200.3, 150.9], [1, 40.3, 3.3, 270.6, 90.1]])
+    op = ROIAlign((7, 7), 1 / 8, 0, True)
+    grads = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = features.clone(memory_format=memory_format).requires_grad_()
+        op(x, rois).pow(2).sum().backward()
+        assert x.grad.is_contiguous(memory_format=memory_format)
+        grads.append(x.grad)
+    assert torch.allclose(*grads, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("method", ["fast_normalized", "softmax", "global_attention"])
 def test_fusion_weights_and_attention_are_float32_under_autocast(method):
     gen = torch.Generator().manual_seed(0)
