@@ -175,10 +175,11 @@ def test_roi_align_gradient_keeps_a_channels_last_input_layout():
     op = ROIAlign((7, 7), 1 / 8, 0, True)
     grads = []
     for memory_format in (torch.contiguous_format, torch.channels_last):
-        x = features.clone(memory_format=memory_format).requires_grad_()
+        # A feature map inside the model (not a leaf, whose .grad autograd would re-layout).
+        x = features.clone(memory_format=memory_format).requires_grad_() * 1.0
+        x.register_hook(grads.append)
         op(x, rois).pow(2).sum().backward()
-        assert x.grad.is_contiguous(memory_format=memory_format)
-        grads.append(x.grad)
+        assert grads[-1].is_contiguous(memory_format=memory_format)
     assert torch.allclose(*grads, rtol=1e-6, atol=1e-7)
 
 
