@@ -105,6 +105,33 @@ def _mmdet_necks():
     return import_peer("mmdet.models.necks")
 
 
+def pair_mmdet_fpn_p6_from_c5(size: int):
+    """RetinaNet's FPN: P3-P7, P6 by a stride-2 conv on C5, ReLU, P7 (mmdet:
+    ``add_extra_convs="on_input"``, ``relu_before_extra_convs=True``)."""
+    channels = {k: v for k, v in R50.items() if k >= 3}
+    theirs = _mmdet_necks().FPN(
+        in_channels=list(channels.values()),
+        out_channels=256,
+        num_outs=5,
+        add_extra_convs="on_input",
+        relu_before_extra_convs=True,
+    )
+    feats = make_features(channels, size)
+    ours = FPN(bottom_up=GivenFeatures(channels), in_features=list(feats), top_block="p6p7")
+    # mmdet's names -> Detectron2's, which our FPN loads.
+    names = {"lateral_convs": "fpn_lateral{}", "fpn_convs": "fpn_output{}"}
+    extra = {3: "top_block.p6", 4: "top_block.p7"}
+    state = {}
+    for key, value in theirs.state_dict().items():
+        kind, index, _, param = key.split(".")
+        index = int(index)
+        name = extra[index] if kind == "fpn_convs" and index in extra else None
+        state[f"{name or names[kind].format(index + 3)}.{param}"] = value
+    ours.load_state_dict(state, strict=False)
+    inputs = tuple(feats.values())
+    return Pair(theirs, lambda: theirs(inputs), ours, feats)
+
+
 def pair_mmdet_pafpn(size: int):
     from fpn_variants.convert import convert_mmdet_pafpn, load_neck_state_dict
 
@@ -180,6 +207,7 @@ PAIRS: Dict[str, Callable] = {
     "detectron2 FPN P3-P7 @800": lambda: pair_detectron2_fpn("p3p7", 800),
     "effdet BiFPN D0 @512": lambda: pair_effdet_bifpn(64, 512),
     "effdet BiFPN R50 W256 D3 @640": lambda: pair_effdet_bifpn(256, 640),
+    "mmdet FPN P3-P7 P6 from C5 @800": lambda: pair_mmdet_fpn_p6_from_c5(800),
     "mmdet PAFPN P2-P6 @800": lambda: pair_mmdet_pafpn(800),
     "mmdet NASFPN 7@256 @640": lambda: pair_mmdet_nasfpn(640),
     "CenterNet2 BiFPN W160 D6 @640": lambda: pair_centernet2_bifpn(640),
