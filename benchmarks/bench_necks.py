@@ -2,7 +2,10 @@
 
 Each pair runs on identical input tensors (batch 1, eval mode, no grad; ours through
 :func:`fpn_variants.optimize.optimize_for_inference`, training steps on the plain model), timed in
-turns so that machine noise falls on both alike; the ratio ours/peer uses medians. Also reports
+turns so that machine noise falls on both alike; the ratio ours/peer uses medians. Ours is also
+timed in bfloat16 (the same optimized copy under ``torch.autocast``, as
+``optimize_for_inference(..., dtype=torch.bfloat16)`` runs it) in the same turns; the peers run
+float32. Also reports
 this machine's conv roofline and the fraction of it each neck achieves (fvcore FLOPs / latency /
 roofline).
 
@@ -259,16 +262,24 @@ def main(argv: List[str] = None) -> None:
         fast = pair._replace(ours=optimize_for_inference(pair.ours))
         with torch.no_grad():
             diff = None if name in COST_ONLY else max_rel_diff(fast.ours_call(), pair.peer_call())
+
+        def ours_bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fast.ours_call()
+
         with torch.no_grad():
+            bf16_diff = max_rel_diff(ours_bf16(), fast.ours_call())
             stats = interleaved_latency(
                 {
                     "ours": fast.ours_call,
+                    "ours_bf16": ours_bf16,
                     "peer": pair.peer_call,
                     "roofline": roof_call,
                 },
                 repeats=args.repeats,
             )
         ratio = stats["ours"]["median"] / stats["peer"]["median"]
+        bf16_ratio = stats["ours_bf16"]["median"] / stats["ours"]["median"]
         roofline = roof_flops / stats["roofline"]["median"] / 1e9
         fraction = flops / stats["ours"]["median"] / 1e9 / roofline
         results["pairs"][name] = dict(
@@ -278,12 +289,16 @@ def main(argv: List[str] = None) -> None:
             roofline_gflops_per_s=roofline,
             roofline_fraction=fraction,
             max_rel_diff=diff,
+            bf16_ratio=bf16_ratio,
+            bf16_max_rel_diff=bf16_diff,
         )
         print(
             f"{name:32s} ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
             f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  "
             f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline "
-            f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}"
+            f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}  "
+            f"bf16 {stats['ours_bf16']['median'] * 1e3:.1f} ms ({bf16_ratio:.2f} x fp32, rel. "
+            f"diff {bf16_diff:.1e})"
         )
         if args.profile:
             print_profile(fast)
