@@ -75,12 +75,15 @@ def resolve_precision(
     return PRECISIONS[precision]
 
 
-def evaluation_autocast(enabled: bool, precision: str, device: str) -> ContextManager:
+def evaluation_autocast(
+    enabled: bool, precision: str, device: str, key: str = "SOLVER.AMP.PRECISION"
+) -> ContextManager:
     """The context of an evaluation: ``torch.autocast`` at ``precision`` (as
-    :func:`resolve_precision`) on ``device`` when ``enabled`` (TEST.AMP.ENABLED), else none."""
+    :func:`resolve_precision`, ``key`` naming it in errors) on ``device`` when ``enabled``
+    (TEST.AMP.ENABLED), else none."""
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device_type(device), dtype=resolve_precision(precision, device))
+    return torch.autocast(device_type(device), dtype=resolve_precision(precision, device, key))
 
 
 class MixedPrecisionTrainer(AMPTrainer):
@@ -155,12 +158,14 @@ def build_step_trainer(
     amp: bool,
     precision: str,
     device: str,
+    key: str = "SOLVER.AMP.PRECISION",
 ) -> SimpleTrainer:
     """``SimpleTrainer``, or :class:`MixedPrecisionTrainer` at ``precision`` (as
-    :func:`resolve_precision`) when ``amp`` (SOLVER.AMP.ENABLED / ``train.amp.enabled``)."""
+    :func:`resolve_precision`, ``key`` naming it in errors) when ``amp`` (SOLVER.AMP.ENABLED /
+    ``train.amp.enabled``)."""
     if not amp:
         return SimpleTrainer(model, data_loader, optimizer)
-    dtype = resolve_precision(precision, device)
+    dtype = resolve_precision(precision, device, key)
     logger.info(f"Mixed precision training: autocast to {dtype} on {device_type(device)}.")
     return MixedPrecisionTrainer(model, data_loader, optimizer, precision=dtype, device=device)
 

@@ -50,6 +50,8 @@ from fpn_variants.engine import base_argument_parser, claim_output_dir, create_d
 from fpn_variants.precision import build_step_trainer, evaluation_autocast, use_channels_last
 
 logger = logging.getLogger("fpn_variants")
+# The config path of the autocast precision, as errors name it.
+PRECISION_KEY = "train.amp.precision"
 
 
 def do_test(cfg, model) -> dict:
@@ -57,9 +59,8 @@ def do_test(cfg, model) -> dict:
     if cfg.dataloader.get("evaluator") is None:
         return {}
     amp = cfg.train.amp
-    with evaluation_autocast(
-        amp.get("eval_enabled", False), amp.get("precision", ""), cfg.train.device
-    ):
+    enabled, precision = amp.get("eval_enabled", False), amp.get("precision", "")
+    with evaluation_autocast(enabled, precision, cfg.train.device, PRECISION_KEY):
         results = inference_on_dataset(
             model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
         )
@@ -84,6 +85,7 @@ def do_train(args, cfg) -> dict:
         amp=cfg.train.amp.enabled,
         precision=cfg.train.amp.get("precision", ""),
         device=cfg.train.device,
+        key=PRECISION_KEY,
     )
     checkpointer = Checkpointer(model, cfg.train.output_dir, trainer=trainer)
     results = {}
