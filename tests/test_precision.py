@@ -141,9 +141,14 @@ def test_float16_trainer_on_the_cpu_is_refused():
     # LazyConfig's key in the message (tools/lazyconfig_train_net.py)
     with pytest.raises(ValueError, match="set train.amp.precision to 'bfloat16'"):
         build_step_trainer(
-            model, [], optimizer, amp=True, precision="float16", device="cpu",
+            model,
+            [],
+            optimizer,
+            amp=True,
+            precision="float16",
+            device="cpu",
             key="train.amp.precision",
-        )  # fmt: skip
+        )
 
 
 def test_evaluation_autocast_only_when_enabled():
