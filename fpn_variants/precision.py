@@ -141,13 +141,13 @@ class MixedPrecisionTrainer(AMPTrainer):
         self.grad_scaler.update()
 
     def load_state_dict(self, state_dict: Dict) -> None:
-        """As ``AMPTrainer``; a checkpoint of a run without AMP (no scaler state) keeps the
-        scaler's initial state."""
-        if "grad_scaler" in state_dict:
+        """As ``AMPTrainer``; a checkpoint without scaler state (a run without AMP, or in
+        bfloat16, whose disabled scaler saves ``{}``) keeps the scaler's initial state."""
+        if state_dict.get("grad_scaler"):
             super().load_state_dict(state_dict)
             return
         SimpleTrainer.load_state_dict(self, state_dict)
-        logger.info("The checkpoint has no gradient scaler state (a run without AMP).")
+        logger.info("The checkpoint has no gradient scaler state (a run without float16 AMP).")
 
 
 def build_step_trainer(
