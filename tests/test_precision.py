@@ -283,6 +283,34 @@ def test_every_detector_and_neck_trains_and_infers_in_bf16_channels_last(detecto
     assert all(a.tensor.dtype == torch.float32 for a in anchors)
 
 
+@pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
+def test_channels_last_computes_the_same_training_step(detector):
+    """In float32, channels-last changes only the order of the sums: the same losses and
+    gradients as NCHW, to float32 rounding. (The R-CNN's RoI losses and all its gradients depend
+    on the top-k / NMS choice of proposals, which a rounding difference can flip on near-ties:
+    for it, only the RPN losses are compared.)"""
+    steps = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = build_model(model_cfg(detector, "FPN")).train()
+        if channels_last:
+            use_channels_last(model)
+        torch.manual_seed(1)  # the same anchor samples in both
+        with EventStorage():
+            losses = model([sample(96, 128, seed=seed) for seed in range(2)])
+        sum(losses.values()).backward()
+        steps.append((losses, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    (losses, grads), (cl_losses, cl_grads) = steps
+    if detector == "faster_rcnn":
+        losses = {k: v for k, v in losses.items() if k.startswith("loss_rpn")}
+        grads = {}
+    for name, loss in losses.items():
+        assert torch.allclose(cl_losses[name], loss, rtol=1e-5, atol=1e-7), name
+    for name, grad in grads.items():
+        scale = grad.abs().max().item()
+        assert (cl_grads[name] - grad).abs().max().item() <= 1e-4 * scale + 1e-8, name
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints across memory formats; the engine with both switches.
 @pytest.mark.parametrize("saved_channels_last", [True, False])
