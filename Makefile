@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo reference test benchmark zoo lint format clean
+.PHONY: setup demo reference parity test benchmark zoo lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ demo: setup
 # The reference comparison of docs/reference_comparison.md (about 2 hours on 2 cores; resumable).
 reference: setup
 	PYTHON=$(PY) bash benchmarks/reference_comparison.sh
+
+# AP parity of bf16 autocast + channels-last training against float32 (issue 20,
+# docs/training_speed.md): the reference schedule twice, paired by seed; resumable. Add seeds
+# (PARITY_SEEDS="1 2 3 4") while tools/precision_parity.py says "add seeds".
+PARITY_SEEDS ?= 1 2 3
+PARITY = $(PY) tools/compare.py --detectors faster_rcnn --necks fpn bifpn nasfpn \
+	--seeds $(PARITY_SEEDS) --jobs 2 --threads 1
+PARITY_SCHEDULE = SOLVER.MAX_ITER 250 TEST.EVAL_PERIOD 200
+parity: setup
+	$(PARITY) --out output/parity/fp32 $(PARITY_SCHEDULE)
+	$(PARITY) --out output/parity/bf16_cl $(PARITY_SCHEDULE) \
+		SOLVER.AMP.ENABLED True MODEL.CHANNELS_LAST True
+	$(PY) tools/precision_parity.py output/parity/fp32 output/parity/bf16_cl \
+		--out output/parity/table.md
 
 zoo: setup
 	$(PY) tools/build_zoo.py

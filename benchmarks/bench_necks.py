@@ -2,7 +2,10 @@
 
 Each pair runs on identical input tensors (batch 1, eval mode, no grad; ours through
 :func:`fpn_variants.optimize.optimize_for_inference`, training steps on the plain model), timed in
-turns so that machine noise falls on both alike; the ratio ours/peer uses medians. Also reports
+turns so that machine noise falls on both alike; the ratio ours/peer uses medians. Ours is also
+timed in bfloat16 (the same optimized copy under ``torch.autocast``, as
+``optimize_for_inference(..., dtype=torch.bfloat16)`` runs it) in the same turns; the peers run
+float32. Also reports
 this machine's conv roofline and the fraction of it each neck achieves (fvcore FLOPs / latency /
 roofline).
 
@@ -105,6 +108,33 @@ def _mmdet_necks():
     return import_peer("mmdet.models.necks")
 
 
+def pair_mmdet_fpn_p6_from_c5(size: int):
+    """RetinaNet's FPN: P3-P7, P6 by a stride-2 conv on C5, ReLU, P7 (mmdet:
+    ``add_extra_convs="on_input"``, ``relu_before_extra_convs=True``)."""
+    channels = {k: v for k, v in R50.items() if k >= 3}
+    theirs = _mmdet_necks().FPN(
+        in_channels=list(channels.values()),
+        out_channels=256,
+        num_outs=5,
+        add_extra_convs="on_input",
+        relu_before_extra_convs=True,
+    )
+    feats = make_features(channels, size)
+    ours = FPN(bottom_up=GivenFeatures(channels), in_features=list(feats), top_block="p6p7")
+    # mmdet's names -> Detectron2's, which our FPN loads.
+    names = {"lateral_convs": "fpn_lateral{}", "fpn_convs": "fpn_output{}"}
+    extra = {3: "top_block.p6", 4: "top_block.p7"}
+    state = {}
+    for key, value in theirs.state_dict().items():
+        kind, index, _, param = key.split(".")
+        index = int(index)
+        name = extra[index] if kind == "fpn_convs" and index in extra else None
+        state[f"{name or names[kind].format(index + 3)}.{param}"] = value
+    ours.load_state_dict(state, strict=False)
+    inputs = tuple(feats.values())
+    return Pair(theirs, lambda: theirs(inputs), ours, feats)
+
+
 def pair_mmdet_pafpn(size: int):
     from fpn_variants.convert import convert_mmdet_pafpn, load_neck_state_dict
 
@@ -180,6 +210,7 @@ PAIRS: Dict[str, Callable] = {
     "detectron2 FPN P3-P7 @800": lambda: pair_detectron2_fpn("p3p7", 800),
     "effdet BiFPN D0 @512": lambda: pair_effdet_bifpn(64, 512),
     "effdet BiFPN R50 W256 D3 @640": lambda: pair_effdet_bifpn(256, 640),
+    "mmdet FPN P3-P7 P6 from C5 @800": lambda: pair_mmdet_fpn_p6_from_c5(800),
     "mmdet PAFPN P2-P6 @800": lambda: pair_mmdet_pafpn(800),
     "mmdet NASFPN 7@256 @640": lambda: pair_mmdet_nasfpn(640),
     "CenterNet2 BiFPN W160 D6 @640": lambda: pair_centernet2_bifpn(640),
@@ -231,16 +262,24 @@ def main(argv: List[str] = None) -> None:
         fast = pair._replace(ours=optimize_for_inference(pair.ours))
         with torch.no_grad():
             diff = None if name in COST_ONLY else max_rel_diff(fast.ours_call(), pair.peer_call())
+
+        def ours_bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fast.ours_call()
+
         with torch.no_grad():
+            bf16_diff = max_rel_diff(ours_bf16(), fast.ours_call())
             stats = interleaved_latency(
                 {
                     "ours": fast.ours_call,
+                    "ours_bf16": ours_bf16,
                     "peer": pair.peer_call,
                     "roofline": roof_call,
                 },
                 repeats=args.repeats,
             )
         ratio = stats["ours"]["median"] / stats["peer"]["median"]
+        bf16_ratio = stats["ours_bf16"]["median"] / stats["ours"]["median"]
         roofline = roof_flops / stats["roofline"]["median"] / 1e9
         fraction = flops / stats["ours"]["median"] / 1e9 / roofline
         results["pairs"][name] = dict(
@@ -250,12 +289,16 @@ def main(argv: List[str] = None) -> None:
             roofline_gflops_per_s=roofline,
             roofline_fraction=fraction,
             max_rel_diff=diff,
+            bf16_ratio=bf16_ratio,
+            bf16_max_rel_diff=bf16_diff,
         )
         print(
             f"{name:32s} ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
             f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  "
             f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline "
-            f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}"
+            f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}  "
+            f"bf16 {stats['ours_bf16']['median'] * 1e3:.1f} ms ({bf16_ratio:.2f} x fp32, rel. "
+            f"diff {bf16_diff:.1e})"
         )
         if args.profile:
             print_profile(fast)

@@ -1,21 +1,25 @@
 """Training throughput of the detectors of the CPU recipe against Detectron2's stock model, in one
 process.
 
-For each config (default: Faster R-CNN R18-FPN of configs/Synthetic), two trainers are built:
+For each config (default: Faster R-CNN R18-FPN of configs/Synthetic), one trainer per row of
+:data:`VARIANTS` is built:
 
-* ours: the config as ``tools/train_net.py`` trains it (this project's neck, ``PyramidROIHeads``
-  with the batched-matmul RoIAlign);
-* stock: the same config with Detectron2's own FPN (``build_resnet_fpn_backbone``, or
+* stock fp32: the config with Detectron2's own FPN (``build_resnet_fpn_backbone``, or
   ``build_retinanet_resnet_fpn_backbone`` for RetinaNet) and, for R-CNNs, Detectron2's
   ``StandardROIHeads`` whose poolers run torchvision's RoIAlign. Its poolers get the config's
-  level rule (MODEL.ROI_HEADS.CANONICAL_*), so both pool the same boxes from the same levels.
+  level rule (MODEL.ROI_HEADS.CANONICAL_*), so both pool the same boxes from the same levels;
+* ours fp32: the config as ``tools/train_net.py`` trains it (this project's neck,
+  ``PyramidROIHeads`` with the batched-matmul RoIAlign);
+* ours channels-last (MODEL.CHANNELS_LAST), ours bf16 (SOLVER.AMP.ENABLED with PRECISION
+  bfloat16: autocast, no gradient scaler) and ours channels-last + bf16.
 
-Both are :class:`fpn_variants.engine.Trainer` s, so a step is ``tools/train_net.py``'s: the next
+All are :class:`fpn_variants.engine.Trainer` s, so a step is ``tools/train_net.py``'s: the next
 batch from the (resumable) training loader with its DATALOADER.NUM_WORKERS workers, forward,
 backward, gradient clipping and the optimizer step. Steps are timed in windows of ``--window``
-iterations, alternating ours / stock after ``--warmup`` iterations each, so that the load of
-other processes on the machine falls on both alike; throughput = images / median window time
-and the speed-up = ours / stock of those medians.
+iterations, the rows in turn after ``--warmup`` iterations each, so that the load of other
+processes on the machine falls on all alike; throughput = images / median window time; the
+speed-up of a row = its img/s / stock fp32's, also given per window pair (the row's window and
+stock's of the same turn).
 
 Then, for each model, torch.profiler over ``--profile-steps`` steps splits the step into data,
 bottom-up, neck, RPN, RoI heads, loss, optimizer and the rest: forward ops by the module they run
@@ -25,7 +29,8 @@ forward (counted by module hooks) times 3 (forward, input gradient, weight gradi
 time, against this machine's conv roofline (``fpn_variants.analysis``: one large 3x3 conv).
 
     python benchmarks/bench_train.py [--configs faster_rcnn_R18_FPN retinanet_R18_FPN ...]
-        [--windows 6] [--window 4] [--warmup 3] [--out output/bench_train]
+        [--variants "ours fp32" "ours bf16" ...] [--windows 6] [--window 4] [--warmup 3]
+        [--out output/bench_train]
 
 Writes OUT/results.json (every window time, shares, MACs) and OUT/table.md.
 """
@@ -47,6 +52,7 @@ from detectron2.utils.events import EventStorage
 from fpn_variants.analysis import roofline_conv
 from fpn_variants.config import add_fpn_variants_config, check_config
 from fpn_variants.engine import Trainer
+from fpn_variants.precision import MixedPrecisionTrainer
 from fpn_variants.roi_heads import POOLER_NAMES, set_roi_level_rule
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -57,12 +63,26 @@ CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic")
 COMPONENTS = ("data", "bottom_up", "neck", "rpn", "roi_heads", "loss", "optimizer", "other")
 _RANGE = "bench_train::"
 
+# Rows: label -> (Detectron2's stock model?, config overrides). The first is the baseline.
+STOCK = "stock fp32"
+CHANNELS_LAST = ["MODEL.CHANNELS_LAST", "True"]
+BF16 = ["SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "bfloat16"]
+VARIANTS = {
+    STOCK: (True, []),
+    "ours fp32": (False, []),
+    "ours channels-last": (False, CHANNELS_LAST),
+    "ours bf16": (False, BF16),
+    "ours channels-last + bf16": (False, CHANNELS_LAST + BF16),
+}
 
-def build_cfg(config: str, stock: bool, out_dir: str, opts: List[str]):
+
+def build_cfg(config: str, label: str, out_dir: str, opts: List[str]):
+    """The config of row ``label`` of :data:`VARIANTS`, with ``opts`` for every row."""
+    stock, overrides = VARIANTS[label]
     cfg = get_cfg()
     add_fpn_variants_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIG_DIR, config + ".yaml"), allow_unsafe=False)
-    cfg.merge_from_list(opts)
+    cfg.merge_from_list(opts + overrides)
     if stock:
         retina = cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
         cfg.MODEL.BACKBONE.NAME = (
@@ -70,7 +90,8 @@ def build_cfg(config: str, stock: bool, out_dir: str, opts: List[str]):
         )
         if not retina:
             cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
-    cfg.OUTPUT_DIR = os.path.join(out_dir, "runs", config + ("_stock" if stock else ""))
+    slug = label.replace(" + ", "_").replace(" ", "_")
+    cfg.OUTPUT_DIR = os.path.join(out_dir, "runs", f"{config}_{slug}")
     cfg.TEST.PRECISE_BN.ENABLED = False
     check_config(cfg)
     cfg.freeze()
@@ -142,18 +163,26 @@ def component_ranges(model) -> List[tuple]:
 
 
 def profiled_step(trainer: Trainer) -> None:
-    """One step of SimpleTrainer.run_step with a range around each phase."""
+    """One step of the trainer's run_step (SimpleTrainer's, or MixedPrecisionTrainer's with its
+    autocast and gradient scaler) with a range around each phase."""
     inner = trainer._trainer
+    amp = isinstance(inner, MixedPrecisionTrainer)
     with torch.profiler.record_function(_RANGE + "data"):
         data = next(inner._data_loader_iter)
-    loss_dict = inner.model(data)
-    losses = sum(loss_dict.values())
+    autocast = torch.autocast(inner.device_type, dtype=inner.precision) if amp else None
+    with autocast or contextlib.nullcontext():
+        loss_dict = inner.model(data)
+        losses = sum(loss_dict.values())
     with torch.profiler.record_function(_RANGE + "optimizer"):
         inner.optimizer.zero_grad()
     with torch.profiler.record_function(_RANGE + "backward"):
-        losses.backward()
+        (inner.grad_scaler.scale(losses) if amp else losses).backward()
     with torch.profiler.record_function(_RANGE + "optimizer"):
-        inner.optimizer.step()
+        if amp:
+            inner.grad_scaler.step(inner.optimizer)
+            inner.grad_scaler.update()
+        else:
+            inner.optimizer.step()
     trainer.iter += 1
 
 
@@ -240,8 +269,8 @@ def roofline_gmacs(repeats: int = 5) -> float:
 
 def bench_config(config: str, args, progress: Callable[[str], None]) -> Dict:
     trainers = {}
-    for label, stock in (("ours", False), ("stock", True)):
-        cfg = build_cfg(config, stock, args.out, args.opts)
+    for label in args.variants:
+        cfg = build_cfg(config, label, args.out, args.opts)
         trainers[label] = build_trainer(cfg)
     images = cfg.SOLVER.IMS_PER_BATCH
     result = {"config": config, "images_per_batch": images, "models": {}}
@@ -262,65 +291,74 @@ def bench_config(config: str, args, progress: Callable[[str], None]) -> Dict:
             )
         for label, trainer in trainers.items():
             progress(f"{config}: {label}: profiling {args.profile_steps} steps")
-            shares = step_shares(trainer, args.profile_steps)
-            macs = training_macs(trainer)
-            median = statistics.median(windows[label]) / args.window
-            result["models"][label] = {
-                "backbone": trainer.cfg.MODEL.BACKBONE.NAME,
-                "roi_heads": (
-                    trainer.cfg.MODEL.ROI_HEADS.NAME if hasattr(trainer.model, "roi_heads") else "-"
-                ),
-                "window_seconds": windows[label],
-                "seconds_per_iteration": median,
-                "images_per_s": images / median,
-                "shares": shares,
-                "forward_macs": macs,
-                "step_gmacs_per_s": 3 * macs / median / 1e9,
-            }
-    ours, stock = result["models"]["ours"], result["models"]["stock"]
-    result["speedup"] = ours["images_per_s"] / stock["images_per_s"]
-    # Per window pair (adjacent in time, so under about the same load): stock / ours time.
-    pairs = [b / a for a, b in zip(ours["window_seconds"], stock["window_seconds"])]
-    result["window_pair_speedups"] = pairs
-    result["speedup_median_of_pairs"] = statistics.median(pairs)
+            result["models"][label] = model_result(trainer, windows[label], images, args)
+    stock = result["models"][STOCK]
+    for label, model in result["models"].items():
+        # Per window pair (the same turn, so under about the same load): stock / row time.
+        pairs = [b / a for a, b in zip(model["window_seconds"], stock["window_seconds"])]
+        model["speedup"] = model["images_per_s"] / stock["images_per_s"]
+        model["window_pair_speedups"] = pairs
+        model["speedup_median_of_pairs"] = statistics.median(pairs)
     return result
+
+
+def model_result(trainer: Trainer, window_seconds: List[float], images: int, args) -> Dict:
+    """Throughput of one row from its window times, its step shares and its MACs."""
+    shares = step_shares(trainer, args.profile_steps)
+    macs = training_macs(trainer)
+    median = statistics.median(window_seconds) / args.window
+    cfg = trainer.cfg
+    return {
+        "backbone": cfg.MODEL.BACKBONE.NAME,
+        "roi_heads": cfg.MODEL.ROI_HEADS.NAME if hasattr(trainer.model, "roi_heads") else "-",
+        "channels_last": cfg.MODEL.CHANNELS_LAST,
+        "amp": cfg.SOLVER.AMP.PRECISION if cfg.SOLVER.AMP.ENABLED else "",
+        "window_seconds": window_seconds,
+        "seconds_per_iteration": median,
+        "images_per_s": images / median,
+        "shares": shares,
+        "forward_macs": macs,
+        "step_gmacs_per_s": 3 * macs / median / 1e9,
+    }
 
 
 def markdown(results: Dict) -> str:
     roof = results["roofline_gmacs_per_s"]
     head = (
-        "| config | model | img/s | s/iter | speed-up | GMAC/s (% of conv roofline) | "
+        "| config | model | img/s | s/iter | speed-up | GMAC/s (% of fp32 conv roofline) | "
         + " | ".join(COMPONENTS)
         + " |"
     )
     lines = [head, "|" + "---|" * (6 + len(COMPONENTS))]
     for r in results["configs"]:
-        for label in ("ours", "stock"):
-            m = r["models"][label]
-            speed = f"{r['speedup']:.2f}x" if label == "ours" else "1.00x"
+        for label, m in r["models"].items():
             shares = " | ".join(f"{m['shares'][c] * 100:.0f}%" for c in COMPONENTS)
             lines.append(
                 f"| {r['config']} | {label} ({m['backbone']}, {m['roi_heads']}) | "
-                f"{m['images_per_s']:.2f} | {m['seconds_per_iteration']:.3f} | {speed} | "
+                f"{m['images_per_s']:.2f} | {m['seconds_per_iteration']:.3f} | "
+                f"{m['speedup']:.2f}x | "
                 f"{m['step_gmacs_per_s']:.1f} ({m['step_gmacs_per_s'] / roof * 100:.0f}%) | "
                 f"{shares} |"
             )
     lines.append("")
     for r in results["configs"]:
-        pairs = ", ".join(f"{x:.2f}" for x in r["window_pair_speedups"])
-        lines.append(
-            f"{r['config']}: speed-up per window pair (ours and stock run back to back) {pairs}; "
-            f"median {r['speedup_median_of_pairs']:.2f}x."
-        )
+        for label, m in r["models"].items():
+            if label == STOCK:
+                continue
+            pairs = ", ".join(f"{x:.2f}" for x in m["window_pair_speedups"])
+            lines.append(
+                f"- {r['config']}, {label}: speed-up over {STOCK} per window pair (run in the "
+                f"same turn) {pairs}; median {m['speedup_median_of_pairs']:.2f}x."
+            )
     lines.append("")
     lines.append(
         f"Throughput: median of {results['windows']} windows of {results['window']} training "
-        f"iterations each (data loading included, as tools/train_net.py), ours and stock "
-        f"alternating in one process after {results['warmup']} warm-up iterations each; "
-        f"{results['threads']} torch threads. Speed-up = ours / stock img/s. Shares: "
+        f"iterations each (data loading included, as tools/train_net.py), the rows in turns in "
+        f"one process after {results['warmup']} warm-up iterations each; "
+        f"{results['threads']} torch threads. Speed-up = img/s / {STOCK}'s. Shares: "
         f"torch.profiler over {results['profile_steps']} steps. Conv roofline "
-        f"{roof:.0f} GMAC/s (one 256-channel 3x3 conv); step GMAC/s = 3 x forward conv+linear "
-        "MACs / step time."
+        f"{roof:.0f} GMAC/s (one 256-channel 3x3 conv in float32); step GMAC/s = 3 x forward "
+        "conv+linear MACs / step time."
     )
     return "\n".join(lines) + "\n"
 
@@ -333,6 +371,13 @@ def main(argv: List[str] = None) -> Dict:
         default=["faster_rcnn_R18_FPN"],
         help="names of configs/Synthetic/*.yaml (e.g. faster_rcnn_R18_PANet retinanet_R18_FPN)",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help=f"rows to time (default: all); {STOCK!r}, the baseline, is always timed",
+    )
     parser.add_argument("--windows", type=int, default=6, help="timed windows per model")
     parser.add_argument("--window", type=int, default=4, help="iterations per window")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per model")
@@ -341,6 +386,7 @@ def main(argv: List[str] = None) -> Dict:
     parser.add_argument("--out", default="output/bench_train")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
+    args.variants = [STOCK] + [v for v in args.variants if v != STOCK]
     torch.set_num_threads(args.threads)
     logging.getLogger("detectron2").setLevel(logging.WARNING)
     logging.getLogger("fpn_variants").setLevel(logging.WARNING)

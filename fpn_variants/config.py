@@ -20,15 +20,18 @@ from .necks.base import (
 )
 from .necks.fpn import FPN
 from .necks.specs import parse_bifpn_rows, parse_nasfpn_rows
+from .precision import resolve_precision
 from .registry import ALL_BUILDERS, VARIANT_NODES
 from .roi_heads import PyramidROIHeads
 
 __all__ = [
     "VARIANT_NODES",
     "add_fpn_variants_config",
+    "add_training_keys",
     "check_config",
     "check_group_norm_width",
     "check_roi_level_rule",
+    "check_training_keys",
     "check_variant_keys",
 ]
 
@@ -52,7 +55,22 @@ def add_fpn_variants_config(cfg: CN) -> CN:
     _add_panet_keys(cfg)
     _add_bifpn_keys(cfg)
     _add_nasfpn_keys(cfg)
+    add_training_keys(cfg)
     return cfg
+
+
+def add_training_keys(cfg: CN) -> None:
+    """Mixed precision and memory format keys (:mod:`fpn_variants.precision`), in place."""
+    # Autocast dtype of SOLVER.AMP.ENABLED: "float16" (CUDA only; with a gradient scaler),
+    # "bfloat16" (CPU or CUDA; no scaler) or "" (the device's default: float16 on CUDA, as
+    # Detectron2's AMPTrainer, bfloat16 on the CPU).
+    cfg.SOLVER.AMP.PRECISION = ""
+    # Evaluation (and --eval-only) under the same autocast (SOLVER.AMP.PRECISION on
+    # MODEL.DEVICE). Default False: evaluation runs in float32, whatever the training ran in.
+    cfg.TEST.AMP = CN({"ENABLED": False})
+    # Convolution weights and each batch in channels-last (NHWC) memory format, for training
+    # and evaluation. Same values, so checkpoints load with or without it.
+    cfg.MODEL.CHANNELS_LAST = False
 
 
 def _add_pyramid_keys(cfg: CN) -> None:
@@ -182,7 +200,8 @@ def check_config(cfg: CN) -> None:
             EXTRA_LEVEL_TYPE the neck cannot make (or a MODEL.FPN.TOP_BLOCK that contradicts
             them), MODEL.BIFPN.NORM / MODEL.NASFPN.NORM contradicting MODEL.FPN.NORM, a
             malformed row of a custom topology (MODEL.BIFPN.NODES, MODEL.NASFPN.BLOCKS), or one
-            set while the topology is not "custom".
+            set while the topology is not "custom", an unknown SOLVER.AMP.PRECISION or
+            float16 on the CPU (:func:`check_training_keys`).
         TypeError: MODEL.FPN.OUT_CHANNELS is not an integer, or a key of the selected variant
             is not of its default's type (e.g. a bool key set to a string from Python).
     """
@@ -192,6 +211,7 @@ def check_config(cfg: CN) -> None:
         "NASFPN": ("BLOCKS", "CELL", parse_nasfpn_rows),
     }
 
+    check_training_keys(cfg)
     for key, name, registry, ours in (
         ("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, META_ARCH_REGISTRY, ""),
         (
@@ -236,6 +256,20 @@ def check_config(cfg: CN) -> None:
     check_group_norm_width(norm_key, norm, cfg.MODEL.FPN.OUT_CHANNELS)
     if cfg.MODEL.BACKBONE.BOTTOM_UP == "build_resnet_backbone":
         check_choice("MODEL.RESNETS.NORM", cfg.MODEL.RESNETS.NORM, NORMS)
+
+
+def check_training_keys(cfg: CN) -> None:
+    """Raise ValueError when SOLVER.AMP.PRECISION is unknown, or float16 on the CPU (with AMP in
+    training or evaluation: SOLVER.AMP.ENABLED or TEST.AMP.ENABLED); TypeError when
+    MODEL.CHANNELS_LAST or an ENABLED key is not a bool."""
+    for key, value in (
+        ("SOLVER.AMP.ENABLED", cfg.SOLVER.AMP.ENABLED),
+        ("TEST.AMP.ENABLED", cfg.TEST.AMP.ENABLED),
+        ("MODEL.CHANNELS_LAST", cfg.MODEL.CHANNELS_LAST),
+    ):
+        check_type(key, value, bool)
+    if cfg.SOLVER.AMP.ENABLED or cfg.TEST.AMP.ENABLED:
+        resolve_precision(cfg.SOLVER.AMP.PRECISION, cfg.MODEL.DEVICE)
 
 
 def check_group_norm_width(norm_key: str, norm: str, channels: int) -> None:

@@ -27,6 +27,9 @@ What differs from Detectron2's own ``tools/train_net.py``:
 * Several processes (:func:`launch`): collectives time out after ``--dist-timeout`` seconds, and
   when a process dies the launcher stops the others and raises :class:`WorkerFailedError`
   saying which one failed and how to resume.
+* ``SOLVER.AMP.ENABLED`` trains under autocast on the CPU too (bfloat16; Detectron2's
+  AMPTrainer asserts CUDA), ``TEST.AMP.ENABLED`` evaluates under it and ``MODEL.CHANNELS_LAST``
+  runs the model channels-last (:mod:`fpn_variants.precision`).
 * :class:`TrainingSpeed` times the training iterations alone, logs it at the end and puts
   ``train_time_s`` and ``train_images_per_s`` in metrics.json; a resumed run's numbers
   cover all its iterations.
@@ -49,10 +52,8 @@ import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import (
-    AMPTrainer,
     DefaultTrainer,
     HookBase,
-    SimpleTrainer,
     TrainerBase,
     default_argument_parser,
     default_setup,
@@ -82,6 +83,7 @@ from .data.resumable import (
     resolve_seed,
 )
 from .io import FileLock, LockHeldError, atomic_write_text, describe_holder, is_held
+from .precision import build_step_trainer, evaluation_autocast, use_channels_last
 
 __all__ = [
     "Checkpointer",
@@ -274,8 +276,14 @@ class Trainer(DefaultTrainer):
         # Seed of the data stream and of every iteration's RNGs; a resume takes the saved one.
         self.seed = self._sampler.seed if self._sampler is not None else resolve_seed(cfg)
         model = create_ddp_model(model, broadcast_buffers=False)
-        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
-        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self._trainer = build_step_trainer(
+            model,
+            data_loader,
+            optimizer,
+            amp=cfg.SOLVER.AMP.ENABLED,
+            precision=cfg.SOLVER.AMP.PRECISION,
+            device=cfg.MODEL.DEVICE,
+        )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = Checkpointer(
             model,
@@ -292,6 +300,13 @@ class Trainer(DefaultTrainer):
         # TrainingSpeed first: it times the steps and nothing else (see its docstring).
         self.training_speed = TrainingSpeed(self.cfg.SOLVER.IMS_PER_BATCH)
         return [self.training_speed, SeedEachIteration(), *super().build_hooks()]
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        """Detectron2's model, channels-last with MODEL.CHANNELS_LAST
+        (:func:`fpn_variants.precision.use_channels_last`)."""
+        model = super().build_model(cfg)
+        return use_channels_last(model) if cfg.MODEL.CHANNELS_LAST else model
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
@@ -363,8 +378,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators=None) -> Dict:
+        """Detectron2's evaluation, under autocast with TEST.AMP.ENABLED."""
         start = time.perf_counter()
-        results = super().test(cfg, model, evaluators)
+        amp = cfg.TEST.AMP.ENABLED
+        with evaluation_autocast(amp, cfg.SOLVER.AMP.PRECISION, cfg.MODEL.DEVICE):
+            results = super().test(cfg, model, evaluators)
         logger.info(f"Evaluation took {time.perf_counter() - start:.1f} s.")
         return results
 

@@ -11,11 +11,16 @@ compute the same function to float32 rounding, so they are applied to a copy, fo
   NHWC (:func:`~fpn_variants.layers.conv.conv1x1_to_channels_last`), so the layout change costs
   no pass of its own.
 
+With ``dtype=torch.bfloat16`` the copy's forward also runs under ``torch.autocast`` in bfloat16
+(convolutions and matrix products in bfloat16; what :mod:`fpn_variants.precision` keeps in
+float32 stays float32): outputs within bfloat16 rounding of the float32 model's, not 1e-6.
+
 The weighted sums of BiFPN are fused (one ``addcmul_`` per input) in the plain model already: that
 is exact and also speeds up training.
 """
 
 import copy
+import types
 from typing import Optional
 
 import torch
@@ -34,7 +39,9 @@ from .necks.base import PyramidNeck
 __all__ = ["optimize_for_inference"]
 
 
-def optimize_for_inference(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
+def optimize_for_inference(
+    model: nn.Module, *, channels_last: bool = True, dtype: torch.dtype = torch.float32
+) -> nn.Module:
     """A copy of ``model`` that computes the same outputs faster on CPU, for inference only.
 
     ``model`` (a detector, a backbone or a neck, in eval mode) is left unchanged. In the copy,
@@ -43,10 +50,17 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True) -> n
     with ``channels_last`` every :class:`~fpn_variants.necks.PyramidNeck` runs its graphs in NHWC.
     Outputs equal the plain model's to float32 rounding (about 1e-6 relative).
 
+    With ``dtype=torch.bfloat16``, calling the copy runs its forward under
+    ``torch.autocast(device, torch.bfloat16)`` (weights stay float32; autocast casts them per
+    op): outputs (bfloat16 where a conv made them) within bfloat16 rounding of the plain model's.
+
     Raises:
         ValueError: ``model`` (or a part of it) is in training mode, where batch norms normalize
-            by the batch statistics and cannot be folded.
+            by the batch statistics and cannot be folded; or ``dtype`` is neither float32 nor
+            bfloat16.
     """
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"dtype={dtype} is not one of [torch.float32, torch.bfloat16]")
     training = [name or "the model" for name, m in model.named_modules() if m.training]
     if training:
         raise ValueError(
@@ -61,7 +75,22 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True) -> n
         for module in model.modules():
             if isinstance(module, PyramidNeck):
                 _graphs_to_channels_last(module)
+    if dtype != torch.float32:
+        _forward_under_autocast(model, dtype)
     return model
+
+
+def _forward_under_autocast(model: nn.Module, dtype: torch.dtype) -> None:
+    """Make calls of ``model`` (not of its submodules) run under autocast to ``dtype`` on the
+    device of its parameters, in place."""
+    model.autocast_device_type = next(model.parameters()).device.type
+    model.autocast_dtype = dtype
+    model.forward = types.MethodType(_autocast_forward, model)
+
+
+def _autocast_forward(self: nn.Module, *args, **kwargs):
+    with torch.autocast(self.autocast_device_type, dtype=self.autocast_dtype):
+        return type(self).forward(self, *args, **kwargs)
 
 
 def _fold_norm(block: nn.Module) -> None:

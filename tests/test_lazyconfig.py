@@ -211,6 +211,9 @@ def test_optimizer_schedule_and_training_settings_are_the_yaml_ones(path):
     assert cfg.train.init_checkpoint == yaml_cfg.MODEL.WEIGHTS
     assert cfg.train.get("seed", -1) == yaml_cfg.SEED
     assert cfg.train.amp.enabled == yaml_cfg.SOLVER.AMP.ENABLED
+    assert cfg.train.amp.precision == yaml_cfg.SOLVER.AMP.PRECISION
+    assert cfg.train.amp.eval_enabled == yaml_cfg.TEST.AMP.ENABLED
+    assert cfg.train.channels_last == yaml_cfg.MODEL.CHANNELS_LAST
     recipe, name = os.path.basename(os.path.dirname(path)), os.path.basename(path)[:-3]
     assert cfg.train.output_dir == f"output/lazyconfig/{recipe.lower()}/{name}"
 
@@ -274,7 +277,12 @@ def _train_net():
     return module
 
 
-def test_a_lazyconfig_trains_and_evaluates(tiny_builtin_data, tmp_path):
+# Mixed precision (bfloat16 on the CPU) and channels-last, in training and evaluation.
+FAST_PATHS = ["train.amp.enabled=True", "train.amp.eval_enabled=True", "train.channels_last=True"]
+
+
+@pytest.mark.parametrize("options", [[], FAST_PATHS], ids=["fp32", "bf16-channels-last"])
+def test_a_lazyconfig_trains_and_evaluates(tiny_builtin_data, tmp_path, options):
     tool = _train_net()
     config = os.path.join(LAZY, "Synthetic", "mask_rcnn_R18_FPN.py")
     tiny = [
@@ -292,6 +300,7 @@ def test_a_lazyconfig_trains_and_evaluates(tiny_builtin_data, tmp_path):
         # every score, so that the evaluation after 3 iterations has detections
         "model.roi_heads.box_predictor.test_score_thresh=0.0",
         "model.roi_heads.box_predictor.test_topk_per_image=10",
+        *options,
     ]
     results = tool.main(tool.base_argument_parser().parse_args(["--config-file", config, *tiny]))
     for task in ("bbox", "segm"):

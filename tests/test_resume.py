@@ -28,9 +28,13 @@ class _CrashAfter(HookBase):
             raise _Crash
 
 
-def _train(output_dir, workers: int, *, crash=False, resume=False, evaluate=True, period=PERIOD):
+def _train(
+    output_dir, workers: int, *extra, crash=False, resume=False, evaluate=True, period=PERIOD
+):
+    """A run of ``ITERS`` iterations at 64 px with ``workers`` loader workers and the config
+    options ``extra``."""
     opts = ["SOLVER.MAX_ITER", str(ITERS), "SOLVER.CHECKPOINT_PERIOD", str(period)]
-    opts += ["DATALOADER.NUM_WORKERS", str(workers), *SMALL]
+    opts += ["DATALOADER.NUM_WORKERS", str(workers), *SMALL, *extra]
     _, cfg = _cfg(output_dir, *opts, *([] if evaluate else ["DATASETS.TEST", "()"]))
     trainer = Trainer(cfg)
     if crash:

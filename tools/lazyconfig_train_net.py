@@ -26,10 +26,14 @@ objects; building happens in this script). Load only config files you trust.
 Differences from Detectron2's script: checkpoints are fpn_variants' (atomic saves, strict
 loading, no unpickling of arbitrary objects: :mod:`fpn_variants.checkpoint`); several processes
 on the CPU (``--num-gpus N`` without CUDA) wrap the model in ``DistributedDataParallel`` without
-device ids; ``dataloader.evaluator=null`` skips the evaluation; ``main`` returns the last
-evaluation results after training too. As ``tools/train_net.py``: one run per output folder
-(``train.output_dir`` is locked before anything is written there, a second run on it is refused)
-and ``--dist-timeout SECONDS`` bounds how long a process waits in a collective for another.
+device ids; ``train.amp.enabled=True`` trains under autocast on the CPU too (bfloat16),
+``train.amp.precision`` ("float16", "bfloat16", "": the device's default) and
+``train.amp.eval_enabled`` / ``train.channels_last`` as the YAML keys SOLVER.AMP.PRECISION,
+TEST.AMP.ENABLED and MODEL.CHANNELS_LAST; ``dataloader.evaluator=null`` skips the evaluation;
+``main`` returns the last evaluation results after training too. As ``tools/train_net.py``: one
+run per output folder (``train.output_dir`` is locked before anything is written there, a second
+run on it is refused) and ``--dist-timeout SECONDS`` bounds how long a process waits in a
+collective for another.
 """
 
 import logging
@@ -37,7 +41,7 @@ import logging
 # first: the package hides the upstream notices that fvcore and detectron2 print when imported
 import fpn_variants  # noqa: F401  isort: skip  registers the necks' builders and built-in datasets
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
+from detectron2.engine import default_setup, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from fvcore.nn.precise_bn import get_bn_modules
@@ -45,33 +49,45 @@ from fvcore.nn.precise_bn import get_bn_modules
 from fpn_variants.checkpoint import Checkpointer
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.engine import base_argument_parser, claim_output_dir, create_ddp_model, launch
+from fpn_variants.precision import build_step_trainer, evaluation_autocast, use_channels_last
 
 logger = logging.getLogger("fpn_variants")
+# The config path of the autocast precision, as errors name it.
+PRECISION_KEY = "train.amp.precision"
 
 
 def do_test(cfg, model) -> dict:
     """Evaluate ``model`` on ``dataloader.test`` with ``dataloader.evaluator`` (none: skip)."""
     if cfg.dataloader.get("evaluator") is None:
         return {}
-    results = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-    )
+    amp = cfg.train.amp
+    enabled, precision = amp.get("eval_enabled", False), amp.get("precision", "")
+    with evaluation_autocast(enabled, precision, cfg.train.device, PRECISION_KEY):
+        results = inference_on_dataset(
+            model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+        )
     print_csv_format(results)
     return results
 
 
 def do_train(args, cfg) -> dict:
-    """Train with ``SimpleTrainer`` (``AMPTrainer`` if ``train.amp.enabled``), Detectron2's hooks
-    and checkpoints in ``train.output_dir``; return the results of the last evaluation."""
-    model = instantiate(cfg.model)
+    """Train with ``SimpleTrainer`` (under autocast if ``train.amp.enabled``: see
+    :func:`fpn_variants.precision.build_step_trainer`), Detectron2's hooks and checkpoints in
+    ``train.output_dir``; return the results of the last evaluation."""
+    model = build_model(cfg)
     logger.info(f"Model:\n{model}")
-    model.to(cfg.train.device)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
-    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(
-        model, train_loader, optimizer
+    trainer = build_step_trainer(
+        model,
+        train_loader,
+        optimizer,
+        amp=cfg.train.amp.enabled,
+        precision=cfg.train.amp.get("precision", ""),
+        device=cfg.train.device,
+        key=PRECISION_KEY,
     )
     checkpointer = Checkpointer(model, cfg.train.output_dir, trainer=trainer)
     results = {}
@@ -119,6 +135,13 @@ def do_train(args, cfg) -> dict:
     return results
 
 
+def build_model(cfg):
+    """``model`` on ``train.device``, channels-last with ``train.channels_last``."""
+    model = instantiate(cfg.model)
+    model.to(cfg.train.device)
+    return use_channels_last(model) if cfg.train.get("channels_last", False) else model
+
+
 def main(args) -> dict:
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
@@ -126,8 +149,7 @@ def main(args) -> dict:
     default_setup(cfg, args)  # logging, seed (train.seed), config saved in train.output_dir
 
     if args.eval_only:
-        model = instantiate(cfg.model)
-        model.to(cfg.train.device)
+        model = build_model(cfg)
         model = create_ddp_model(model, **cfg.train.ddp)
         Checkpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)

@@ -114,16 +114,18 @@ def bench_section(folder: str) -> str:
         "interleaved runs; roofline = GFLOP/s of a 256-channel 3x3 conv at 100x100 timed in "
         "turns with each pair; FLOPs by fvcore; training step = forward + backward in train "
         "mode, with the share of its time in convolution kernels (forward and backward, "
-        "torch.profiler) ours / peer and its fraction of the roofline (3x the forward's FLOPs).",
+        "torch.profiler) ours / peer and its fraction of the roofline (3x the forward's FLOPs); "
+        "ours bf16 = the same optimized neck under bfloat16 autocast, timed in the same turns "
+        "(the peers run float32).",
         "",
         "| neck (peer, config) | ours (ms) | peer (ms) | ours / peer | GFLOPs | % of roofline "
         "| max rel. diff | training step ours / peer | step in convs ours / peer "
-        "| step % of roofline |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| step % of roofline | ours bf16 (ms) | bf16 / fp32 ours | bf16 ours / fp32 peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["pairs"].items():
         if "skipped" in r:
-            lines.append(f"| {name} | – | – | peer not installed | – | – | – | – | – | – |")
+            lines.append(f"| {name} | – | – | peer not installed |" + " – |" * 9)
             continue
         diff = "not the same function" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.0e}"
         train, convs, roof = "–", "–", "–"
@@ -138,9 +140,18 @@ def bench_section(folder: str) -> str:
         lines.append(
             f"| {name} | {r['ours']['median'] * 1e3:.0f} | {r['peer']['median'] * 1e3:.0f} | "
             f"{r['ratio']:.2f} | {r['gflops']:.2f} | {r['roofline_fraction'] * 100:.0f}% | "
-            f"{diff} | {train} | {convs} | {roof} |"
+            f"{diff} | {train} | {convs} | {roof} | {_bf16_columns(r)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _bf16_columns(pair: dict) -> str:
+    """Ours in bfloat16 (autocast; the peers run float32): ms, and its ratios to ours in
+    float32 and to the peer; dashes in results made before bench_necks timed it."""
+    if "ours_bf16" not in pair:
+        return "– | – | –"
+    ms = pair["ours_bf16"]["median"]
+    return f"{ms * 1e3:.0f} | {pair['bf16_ratio']:.2f} | {ms / pair['peer']['median']:.2f}"
 
 
 def main() -> None:

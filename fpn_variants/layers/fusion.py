@@ -57,6 +57,8 @@ class _WeightedFusion(nn.Module):
         raise NotImplementedError
 
     def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
+        # float32 parameters and ops that autocast leaves in float32: the weights stay float32;
+        # each 0-d weight multiplies a feature in the feature's dtype.
         weights = self.normalized_weights()
         out = xs[0] * weights[0]
         for i in range(1, len(xs)):
@@ -113,11 +115,13 @@ class GlobalAttentionFusion(nn.Module):
 
     def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
         gate, other = xs[self.gate_index], xs[1 - self.gate_index]
+        # The attention in float32 also under autocast (a bfloat16 mean over H x W would be
+        # rounded to 8 bits), applied in the features' dtype.
         if self.pool == "max":
-            pooled = torch.amax(gate, dim=(2, 3), keepdim=True)
+            pooled = torch.amax(gate, dim=(2, 3), keepdim=True).float()
         else:
-            pooled = torch.mean(gate, dim=(2, 3), keepdim=True)
-        return gate + other * torch.sigmoid(pooled)
+            pooled = torch.mean(gate, dim=(2, 3), keepdim=True, dtype=torch.float32)
+        return gate + other * torch.sigmoid(pooled).to(other.dtype)
 
 
 def build_fusion(

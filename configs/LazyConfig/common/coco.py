@@ -21,3 +21,8 @@ train.update(
     init_checkpoint="detectron2://ImageNetPretrained/MSRA/R-50.pkl",
     eval_period=0,  # evaluate once, after training
 )
+# Mixed precision and memory format (the YAML configs' SOLVER.AMP.ENABLED / PRECISION,
+# TEST.AMP.ENABLED and MODEL.CHANNELS_LAST; fpn_variants.precision): precision "" is float16 on
+# CUDA, bfloat16 on the CPU; eval_enabled evaluates under the same autocast.
+train.amp.update(precision="", eval_enabled=False)
+train.channels_last = False

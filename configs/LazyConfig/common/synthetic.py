@@ -90,6 +90,11 @@ train.update(
     seed=42,
     device="cuda" if torch.cuda.is_available() else "cpu",
 )
+# Mixed precision and memory format (the YAML configs' SOLVER.AMP.ENABLED / PRECISION,
+# TEST.AMP.ENABLED and MODEL.CHANNELS_LAST; fpn_variants.precision): precision "" is float16 on
+# CUDA, bfloat16 on the CPU; eval_enabled evaluates under the same autocast.
+train.amp.update(precision="", eval_enabled=False)
+train.channels_last = False
 train.checkpointer.period = 100  # SOLVER.CHECKPOINT_PERIOD of configs/Synthetic/Base-*.yaml
 # BN statistics recomputed on 32 training batches before each evaluation (TEST.PRECISE_BN).
 train.precise_bn = dict(enabled=True, num_iter=32)
