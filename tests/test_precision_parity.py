@@ -1,11 +1,13 @@
 """tools/precision_parity.py: seeds paired across two tools/compare.py folders, and the verdict
 rule of issue 20 (mean within +-1 AP, 95% interval inside +-2.5, 3 to 8 seeds)."""
 
-import csv
 import importlib.util
 import os
 
 import pytest
+
+from fpn_variants.comparison import Ledger, RunRecord
+from fpn_variants.comparison.records import Evaluation
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "precision_parity.py")
 
@@ -19,15 +21,16 @@ def tool():
 
 
 def write_results(folder, aps, neck="fpn"):
-    """A results.csv of tools/compare.py: one row per seed with AP and APs (= AP / 2)."""
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["detector", "key", "seed", "AP", "APs"])
-        writer.writeheader()
-        for seed, ap in enumerate(aps, start=1):
-            writer.writerow(
-                {"detector": "faster_rcnn", "key": neck, "seed": seed, "AP": ap, "APs": ap / 2}
-            )
+    """Run records of tools/compare.py: one per seed with AP and APs (= AP / 2)."""
+    ledger = Ledger(str(folder))
+    for seed, ap in enumerate(aps, start=1):
+        metrics = {"bbox": {"AP": ap, "APs": ap / 2}}
+        record = RunRecord(
+            "faster_rcnn", neck, seed, "c.yaml", "h", "", "", "train", 250,
+            [Evaluation(250, metrics)],
+        )  # fmt: skip
+        os.makedirs(os.path.dirname(ledger.run_path(record.cell, seed)), exist_ok=True)
+        ledger.write_run(record)
     return str(folder)
 
 
@@ -44,19 +47,19 @@ def write_results(folder, aps, neck="fpn"):
 def test_verdict(tool, tmp_path, baseline, fast, expected):
     rows = tool.main([write_results(tmp_path / "a", baseline), write_results(tmp_path / "b", fast)])
     assert [r["verdict"] for r in rows] == [expected]
-    assert rows[0]["AP"]["n"] == len(baseline)
+    assert rows[0]["AP"].n == len(baseline)
     mean = sum(f - b for f, b in zip(fast, baseline)) / len(fast)
-    assert rows[0]["AP"]["mean"] == pytest.approx(mean)
-    assert rows[0]["APs"]["mean"] == pytest.approx(mean / 2)
+    assert rows[0]["AP"].mean == pytest.approx(mean)
+    assert rows[0]["APs"].mean == pytest.approx(mean / 2)
 
 
 def test_only_cells_and_seeds_in_both_folders_are_paired(tool, tmp_path):
     write_results(tmp_path / "a", [50, 52, 48, 47])
     write_results(tmp_path / "b", [51, 53, 49])
     rows = tool.main([str(tmp_path / "a"), str(tmp_path / "b")])
-    assert rows[0]["AP"]["n"] == 3 and rows[0]["AP"]["mean"] == pytest.approx(1.0)
+    assert rows[0]["AP"].n == 3 and rows[0]["AP"].mean == pytest.approx(1.0)
     write_results(tmp_path / "c", [50, 52, 48], neck="bifpn")
     with pytest.raises(SystemExit, match="no .* cell is in both"):
         tool.main([str(tmp_path / "a"), str(tmp_path / "c")])
-    with pytest.raises(FileNotFoundError, match="run tools/compare.py --out"):
+    with pytest.raises(FileNotFoundError, match="no run records: run tools/compare.py --out"):
         tool.main([str(tmp_path / "a"), str(tmp_path / "missing")])

@@ -5,8 +5,9 @@ the same cells and seeds trained by ``tools/compare.py`` twice, compared seed by
     make parity                                      # the whole protocol (long: many trainings)
     python tools/precision_parity.py output/parity/fp32 output/parity/bf16_cl [--out FILE]
 
-For each (detector, neck) in both folders' ``results.csv``: the mean over seeds of (fast -
-baseline) box AP and AP_S, paired by seed, with its 95% Student-t interval. The verdict:
+For each (detector, neck) in both folders' run records (``OUT/runs/<cell>/seed<N>.json``): the
+mean over seeds of (fast - baseline) box AP and AP_S, paired by seed, with its 95% Student-t
+interval. The verdict:
 
 - "parity": the mean difference of AP within +-1 and its interval inside +-2.5;
 - "no parity": the interval is inside +-2.5 but the mean outside +-1, or 8 seeds still leave the
@@ -18,40 +19,38 @@ An interval that contains 0 only because it is wide is not parity.
 """
 
 import argparse
-import csv
 import math
 import os
 from typing import Dict, List, Tuple
 
-from fpn_variants.compare import paired_difference
+from fpn_variants.comparison import PairedDifference, paired_difference, read_ledger
 
 # The decision rule of issue 20 (box AP points).
 MAX_MEAN, MAX_HALF_INTERVAL, MIN_SEEDS, MAX_SEEDS = 1.0, 2.5, 3, 8
 METRICS = ("AP", "APs")
 
-Runs = Dict[Tuple[str, str], Dict[str, Dict[str, float]]]
+Runs = Dict[Tuple[str, str], Dict[int, Dict[str, float]]]
 
 
 def read_runs(folder: str) -> Runs:
-    """{(detector, neck key): {seed: {metric: value}}} from ``folder/results.csv`` (a
-    ``tools/compare.py`` output folder)."""
-    path = os.path.join(folder, "results.csv")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: run tools/compare.py --out {folder} first")
+    """{(detector, neck key): {seed: {metric: value}}} from the run records of a
+    ``tools/compare.py`` output folder."""
+    if not os.path.isdir(os.path.join(folder, "runs")):
+        raise FileNotFoundError(
+            f"{folder} has no run records: run tools/compare.py --out {folder} first"
+        )
     runs: Runs = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if not row.get("seed"):
-                continue  # a cell without finished runs
-            metrics = {m: float(row[m]) for m in METRICS if row.get(m) not in (None, "")}
-            metrics = {m: v for m, v in metrics.items() if math.isfinite(v)}
-            runs.setdefault((row["detector"], row["key"]), {})[row["seed"]] = metrics
+    records, _ = read_ledger([folder])
+    for record in records:
+        box = record.metrics.get("bbox", {})
+        metrics = {m: box[m] for m in METRICS if box.get(m) is not None and math.isfinite(box[m])}
+        runs.setdefault((record.detector, record.neck), {})[record.seed] = metrics
     return runs
 
 
-def verdict(difference: Dict) -> str:
+def verdict(difference: PairedDifference) -> str:
     """ "parity", "add seeds" or "no parity" for a paired AP difference (see the module doc)."""
-    n, mean, interval = difference["n"], difference["mean"], difference["ci95"]
+    n, mean, interval = difference.n, difference.mean, difference.ci95
     decided = interval is not None and n >= MIN_SEEDS
     if decided and -MAX_HALF_INTERVAL <= interval[0] and interval[1] <= MAX_HALF_INTERVAL:
         return "parity" if abs(mean) <= MAX_MEAN else "no parity"
@@ -73,13 +72,13 @@ def parity_rows(baseline: Runs, fast: Runs) -> List[Dict]:
     return rows
 
 
-def _format(difference: Dict) -> str:
-    if difference["mean"] is None:
+def _format(difference: PairedDifference) -> str:
+    if difference.mean is None:
         return "-"
-    if difference["ci95"] is None:
-        return f"{difference['mean']:+.2f}"
-    low, high = difference["ci95"]
-    return f"{difference['mean']:+.2f} [{low:+.2f}, {high:+.2f}]"
+    if difference.ci95 is None:
+        return f"{difference.mean:+.2f}"
+    low, high = difference.ci95
+    return f"{difference.mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def render(rows: List[Dict], baseline: str, fast: str) -> str:
@@ -91,7 +90,7 @@ def render(rows: List[Dict], baseline: str, fast: str) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['detector']} | {r['neck']} | {r['AP']['n']} | {_format(r['AP'])} | "
+            f"| {r['detector']} | {r['neck']} | {r['AP'].n} | {_format(r['AP'])} | "
             f"{_format(r['APs'])} | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"

@@ -23,7 +23,14 @@ from .grid import collect, compare, plan_runs, report
 from .launchers import LAUNCHERS, LauncherUnavailableError, SlurmOptions, make_launcher
 from .records import CellCosts, Ledger, RecipeMismatchError, RunRecord, read_ledger
 from .runs import RunFailedError, RunSpec, execute, train_net_args
-from .stats import LATE_FRACTION, CellSummary, late_gain, paired_difference, summarize
+from .stats import (
+    LATE_FRACTION,
+    CellSummary,
+    PairedDifference,
+    late_gain,
+    paired_difference,
+    summarize,
+)
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -37,6 +44,7 @@ __all__ = [
     "CellSummary",
     "LauncherUnavailableError",
     "Ledger",
+    "PairedDifference",
     "RecipeMismatchError",
     "Recipe",
     "RunFailedError",
