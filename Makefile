@@ -36,15 +36,17 @@ reference: setup
 # docs/training_speed.md): the reference schedule twice, paired by seed; resumable. Add seeds
 # (PARITY_SEEDS="1 2 3 4") while tools/precision_parity.py says "add seeds".
 PARITY_SEEDS ?= 1 2 3
+# The runs' records go to docs/parity/ (committed; their folders stay local, see its .gitignore),
+# so a rerun trains only the runs whose record is missing.
 PARITY = $(PY) tools/compare.py --detectors faster_rcnn --necks fpn bifpn nasfpn \
-	--seeds $(PARITY_SEEDS) --jobs 2 --threads 1
+	--seeds $(PARITY_SEEDS) --jobs 2 --threads 1 --no-costs
 PARITY_SCHEDULE = SOLVER.MAX_ITER 250 TEST.EVAL_PERIOD 200
 parity: setup
-	$(PARITY) --out output/parity/fp32 $(PARITY_SCHEDULE)
-	$(PARITY) --out output/parity/bf16_cl $(PARITY_SCHEDULE) \
+	$(PARITY) --out docs/parity/fp32 $(PARITY_SCHEDULE)
+	$(PARITY) --out docs/parity/bf16_cl $(PARITY_SCHEDULE) \
 		SOLVER.AMP.ENABLED True MODEL.CHANNELS_LAST True
-	$(PY) tools/precision_parity.py output/parity/fp32 output/parity/bf16_cl \
-		--out output/parity/table.md
+	$(PY) tools/precision_parity.py docs/parity/fp32 docs/parity/bf16_cl \
+		--out docs/parity/table.md
 
 zoo: setup
 	$(PY) tools/build_zoo.py

@@ -3,7 +3,7 @@
 the same cells and seeds trained by ``tools/compare.py`` twice, compared seed by seed.
 
     make parity                                      # the whole protocol (long: many trainings)
-    python tools/precision_parity.py output/parity/fp32 output/parity/bf16_cl [--out FILE]
+    python tools/precision_parity.py docs/parity/fp32 docs/parity/bf16_cl [--out FILE]
 
 For each (detector, neck) in both folders' run records (``OUT/runs/<cell>/seed<N>.json``): the
 mean over seeds of (fast - baseline) box AP and AP_S, paired by seed, with its 95% Student-t

@@ -26,6 +26,7 @@ from ..config import add_fpn_variants_config
 from ..console import quiet_upstream_warnings
 from ..engine import Trainer
 from ..optimize import optimize_for_inference
+from ..precision import evaluation_autocast, resolve_precision
 from .records import CellCosts
 
 __all__ = ["MEMORY_KINDS", "device_label", "measure_costs"]
@@ -64,6 +65,14 @@ def _synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[]
     return call
 
 
+def _inference_dtype(cfg: CfgNode) -> torch.dtype:
+    """The dtype the config evaluates in: its AMP precision with TEST.AMP.ENABLED, else
+    float32 (optimize_for_inference runs float32 or bfloat16)."""
+    if not cfg.TEST.AMP.ENABLED:
+        return torch.float32
+    return resolve_precision(cfg.SOLVER.AMP.PRECISION, cfg.MODEL.DEVICE)
+
+
 def measure_costs(cfg: CfgNode, config_hash: str, detector: str, neck: str, repeats: int = 10):
     """The :class:`CellCosts` of one cell's config (at its first validation image)."""
     model = build_model(cfg).eval()
@@ -75,7 +84,7 @@ def measure_costs(cfg: CfgNode, config_hash: str, detector: str, neck: str, repe
         bottom_up_flops = count_flops(model.backbone.bottom_up, (images,))
         features = model.backbone.bottom_up(images)
         neck_flops = count_neck_flops(model.backbone, features)
-        fast = optimize_for_inference(model)
+        fast = optimize_for_inference(model, dtype=_inference_dtype(cfg))
         stats = interleaved_latency(
             {
                 "neck": _synchronized(lambda: fast.backbone.forward_neck(features), device),
@@ -125,7 +134,10 @@ def _train_steps_in_child(cfg_yaml: str, batch: List[Dict], steps: int, threads:
     cfg = add_fpn_variants_config(get_cfg())
     cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
     seed_all_rng(cfg.SEED)
-    model = Trainer.build_model(cfg).train()
+    model = Trainer.build_model(cfg).train()  # channels-last with MODEL.CHANNELS_LAST
+    autocast = evaluation_autocast(
+        cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.PRECISION, cfg.MODEL.DEVICE
+    )
     optimizer = Trainer.build_optimizer(cfg, model)
     device = next(model.parameters()).device
     baseline_kb = _resident_kb()
@@ -137,7 +149,8 @@ def _train_steps_in_child(cfg_yaml: str, batch: List[Dict], steps: int, threads:
             if step == 1:  # the first step allocates optimizer state and warms kernels up
                 _synchronized(lambda: None, device)()
                 start = time.perf_counter()
-            losses = model(batch)
+            with autocast:  # SOLVER.AMP.ENABLED: the training steps' precision
+                losses = model(batch)
             optimizer.zero_grad()
             sum(losses.values()).backward()
             optimizer.step()
