@@ -15,6 +15,7 @@ from .necks.base import PyramidNeck
 from .necks.bifpn import BiFPN
 from .necks.fpn import FPN
 from .necks.nasfpn import NASFPN
+from .necks.options import Option
 from .necks.panet import PANet
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "NECK_BUILDERS",
     "NECK_REGISTRY",
     "VARIANT_NODES",
+    "config_options",
     "NeckEntry",
     "entry",
 ]
@@ -104,3 +106,13 @@ BASELINE_BUILDERS = _builders(paper=False)
 ALL_BUILDERS = _builders(paper=None)
 # Variant-only config node -> the builder that reads it.
 VARIANT_NODES = {row.variant_node: row.builder for row in NECK_REGISTRY if row.variant_node}
+
+
+def config_options() -> Dict[str, Option]:
+    """Config key -> its declaration, over every neck (a shared key, e.g. MODEL.FPN.OUT_CHANNELS,
+    is declared by several necks with one type and default; ``tests/test_options.py``)."""
+    options: Dict[str, Option] = {}
+    for neck_class in ALL_BUILDERS.values():
+        for option in neck_class.options:
+            options.setdefault(option.config_key, option)
+    return options

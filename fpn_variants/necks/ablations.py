@@ -19,7 +19,7 @@ __all__ = ["BottomUpPyramid", "FinestLevelFPN", "SingleScale", "TopDownPyramid"]
 
 
 class _Ablation(FPN):
-    def _detectron2_aliases(self, num_nodes: int, top_block: str) -> Dict[str, str]:
+    def _detectron2_aliases(self, num_nodes: int, num_conv_levels: int) -> Dict[str, str]:
         return {}
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "BIFPN_ROW",
     "NASFPN_CELL",
     "NASFPN_ROW",
+    "PANET_ORDERINGS",
     "bifpn_nodes",
     "bottom_up_pyramid_nodes",
     "custom_nodes",
@@ -34,6 +35,9 @@ BIFPN_ROW = "[level, [input ids]], e.g. [4, [1, 2]]"
 NASFPN_ROW = (
     "[level, 'sum' or 'global_attention', [id a, id b], is_output], e.g. [4, 'sum', [1, 5], True]"
 )
+
+# PANet's path orderings (:func:`panet_nodes`); PANet's ``ordering`` option checks the name.
+PANET_ORDERINGS = ("official", "mmdet")
 
 # The NAS-FPN cell found by the architecture search (Ghiasi et al. 2019, figure 7f), as published
 # in TF Model Garden `official/vision/modeling/decoders/nasfpn.py` (NASFPN_BLOCK_SPECS):
@@ -80,8 +84,6 @@ def panet_nodes(
     downsampled. ``ordering="mmdet"`` follows mmdetection's PAFPN: the running sum
     M_{l+1} = down(M_l) + P_{l+1} is downsampled before its 3x3 conv, N_l = conv3x3(M_l).
     """
-    if ordering not in ("official", "mmdet"):
-        raise ValueError(f"ordering={ordering!r} is not one of ['official', 'mmdet']")
     nodes = fpn_nodes(num_inputs, min_level, fusion)
     max_level = min_level + num_inputs - 1
     fpn_out = {min_level + i: 2 * num_inputs + i for i in range(num_inputs)}
@@ -149,18 +151,22 @@ def _two_way_nodes(
     return nodes
 
 
-def parse_bifpn_rows(rows: Any) -> List[Tuple[int, Tuple[int, ...]]]:
-    """Check the form of ``MODEL.BIFPN.NODES`` (rows ``[level, [input ids]]``) and return them as
-    tuples. Raises ValueError naming the row and what a valid row looks like."""
-    switch = "MODEL.BIFPN.TOPOLOGY='custom'"
-    return _checked_rows(rows, "MODEL.BIFPN.NODES", switch, BIFPN_ROW, [_LEVEL, _INPUTS])
+def parse_bifpn_rows(
+    rows: Any, key: str = "MODEL.BIFPN.NODES", switch: str = "MODEL.BIFPN.TOPOLOGY='custom'"
+) -> List[Tuple[int, Tuple[int, ...]]]:
+    """Check the form of the custom BiFPN table ``key`` (rows ``[level, [input ids]]``, read under
+    ``switch``) and return them as tuples. Raises ValueError naming the row and what a valid row
+    looks like."""
+    return _checked_rows(rows, key, switch, BIFPN_ROW, [_LEVEL, _INPUTS])
 
 
-def parse_nasfpn_rows(rows: Any) -> List[Tuple[int, str, Tuple[int, ...], bool]]:
-    """Check the form of ``MODEL.NASFPN.BLOCKS`` (rows ``[level, fusion, [input ids],
-    is_output]``) and return them as tuples. A "global_attention" merges exactly 2 inputs, a
-    "sum" one or more. Raises ValueError naming the row and what a valid row looks like."""
-    key, switch = "MODEL.NASFPN.BLOCKS", "MODEL.NASFPN.CELL='custom'"
+def parse_nasfpn_rows(
+    rows: Any, key: str = "MODEL.NASFPN.BLOCKS", switch: str = "MODEL.NASFPN.CELL='custom'"
+) -> List[Tuple[int, str, Tuple[int, ...], bool]]:
+    """Check the form of the custom NAS-FPN cell ``key`` (rows ``[level, fusion, [input ids],
+    is_output]``, read under ``switch``) and return them as tuples. A "global_attention" merges
+    exactly 2 inputs, a "sum" one or more. Raises ValueError naming the row and what a valid row
+    looks like."""
     fusion = (
         lambda v: v in ("sum", "global_attention"),
         "the fusion must be 'sum' or 'global_attention'",
