@@ -11,7 +11,9 @@
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
   ``benchmarks/bench_necks.py`` (``results.json``);
 - between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of
-  ``benchmarks/bench_train.py`` (training throughput, ours against stock Detectron2).
+  ``benchmarks/bench_train.py`` (training throughput, ours against stock Detectron2);
+- between ``<!-- options:begin -->`` and ``<!-- options:end -->``: the necks' option tables, from
+  their declarations (:func:`fpn_variants.option_tables.option_tables`), always.
 A section whose source is missing is left as it is.
 """
 
@@ -22,6 +24,7 @@ import re
 import shutil
 
 from fpn_variants.compare import LATE_FRACTION
+from fpn_variants.option_tables import option_tables
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -115,6 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.readme) as f:
         text = f.read()
+    text = replace_section(text, "options", option_tables())
     if os.path.isfile(os.path.join(args.compare, "table.md")):
         images = os.path.join(os.path.dirname(os.path.abspath(args.readme)), "docs", "images")
         section = compare_section(args.compare, images)
