@@ -15,6 +15,7 @@ from .options import (
     OUT_CHANNELS,
     Names,
     Option,
+    OptionError,
     activation_option,
     check_group_norm_width,
     check_pooled_extra_levels,
@@ -130,12 +131,6 @@ class NASFPN(StackedCellsNeck):
         eps, momentum = ref["bn"]
         min_level = self.input_levels[0]
         levels = list(range(min_level, self.input_levels[-1] + num_extra_levels + 1))
-        n = len(self.in_features)
-        laterals = [
-            NodeSpec(level=lvl, inputs=(i,), is_output=True, post=False)
-            for i, lvl in enumerate(self.input_levels)
-        ]
-        extra = extra_level_nodes(2 * n - 1, self.input_levels[-1], 2 * n, num_extra_levels)
         lateral_edges = PoolingEdges(
             norm=norm,
             norm_eps=eps,
@@ -144,7 +139,7 @@ class NASFPN(StackedCellsNeck):
             always_project=reference == "mmdet",
         )
         self._build_cells(
-            stem_nodes=laterals + extra,
+            stem_nodes=_stem_nodes(self.input_levels, num_extra_levels),
             stem_edges=lateral_edges,
             cell_nodes=nasfpn_nodes(_cell_blocks(cell, blocks, levels), levels),
             cell_edges=PoolingEdges(),
@@ -170,16 +165,26 @@ class NASFPN(StackedCellsNeck):
         check_group_norm_width(values["norm"], values["out_channels"], name)
 
 
+def _stem_nodes(input_levels: List[int], num_extra_levels: int) -> List[NodeSpec]:
+    """Each input's lateral projection (ids n..2n-1), then the extra levels over the last."""
+    n = len(input_levels)
+    laterals = [
+        NodeSpec(level=lvl, inputs=(i,), is_output=True, post=False)
+        for i, lvl in enumerate(input_levels)
+    ]
+    return laterals + extra_level_nodes(2 * n - 1, input_levels[-1], 2 * n, num_extra_levels)
+
+
 def _cell_blocks(cell: str, blocks: Sequence[Block], levels: List[int]) -> List[Block]:
     """The blocks of a named cell shifted to ``levels``, or the checked custom ``blocks``."""
     if cell == "custom":
         return parse_nasfpn_rows(blocks)
     if len(levels) != 5:
-        raise ValueError(
-            f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
-            f"{len(levels)}: levels {levels}; change MODEL.FPN.IN_FEATURES or "
-            "MODEL.FPN.NUM_EXTRA_LEVELS, or write a cell for them (MODEL.NASFPN.CELL 'custom' "
-            "and MODEL.NASFPN.BLOCKS)"
+        raise OptionError(
+            lambda name: f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
+            f"{len(levels)}: levels {levels}; change {name('in_features')} or "
+            f"{name('num_extra_levels')}, or write a cell for them ({name('cell')} 'custom' and "
+            f"{name('blocks')})"
         )
     return [(lvl - 3 + levels[0], op, ab, out) for lvl, op, ab, out in NASFPN_CELLS[cell]]
 
