@@ -21,6 +21,7 @@ from .necks import (
     SingleScale,
     TopDownPyramid,
 )
+from .necks.options import OptionError
 from .registry import ALL_BUILDERS, BASELINE_BUILDERS, NECK_BUILDERS
 
 __all__ = [
@@ -100,9 +101,13 @@ def build_finest_level_fpn_backbone(cfg, input_shape: ShapeSpec) -> FinestLevelF
 
 
 def _build(neck_cls: Type[PyramidNeck], cfg, input_shape: ShapeSpec) -> PyramidNeck:
-    """Check the variant-only nodes, build the neck, check the detector reads its levels."""
+    """Check the variant-only nodes, build the neck, check the detector reads its levels. Errors
+    name the config keys."""
     check_variant_keys(cfg)
-    neck = neck_cls(cfg, input_shape)
+    try:
+        neck = neck_cls(cfg, input_shape)
+    except OptionError as error:  # worded with the arguments: name the keys instead
+        raise error.in_config_terms(neck_cls.config_names) from error
     check_detector_features(cfg, neck.output_shape())
     return neck
 

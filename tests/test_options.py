@@ -142,3 +142,37 @@ def test_the_readme_option_tables_are_the_declarations():
     section = re.search(r"<!-- options:begin -->\n(.*?)<!-- options:end -->", readme, re.S)
     assert section is not None, "README.md has no options markers"
     assert section.group(1) == option_tables(), "run: python tools/update_readme.py"
+
+
+# Values refused only while the neck is built (they need the bottom-up levels or the node
+# table): {key: value} over make_cfg's config.
+BUILD_TIME = [
+    ("build_fpn_backbone", {"FPN.IN_FEATURES": ["res2", "res4"]}),
+    ("build_single_scale_backbone", {}),  # four features
+    ("build_fpn_backbone", {"FPN.NUM_EXTRA_LEVELS": 2, "FPN.EXTRA_LEVEL_TYPE": "conv",
+                            "FPN.TOP_BLOCK_IN": "res4"}),  # fmt: skip
+    ("build_bifpn_backbone", {"BIFPN.TOPOLOGY": "custom", "BIFPN.NODES": [[9, [0]]]}),
+    ("build_bifpn_backbone", {"BIFPN.TOPOLOGY": "custom", "BIFPN.NODES": [[3, [7]]]}),
+    ("build_nasfpn_backbone", {"FPN.NUM_EXTRA_LEVELS": 1}),  # the cell needs 5 levels
+    ("build_nasfpn_backbone", {"NASFPN.CELL": "custom", "NASFPN.BLOCKS": [[4, "sum", [1], True]]}),
+]
+
+
+@pytest.mark.parametrize("builder,values", BUILD_TIME, ids=str)
+def test_errors_found_while_building_name_the_key_or_the_argument_as_the_caller(builder, values):
+    from detectron2.modeling import build_backbone
+
+    cls = ALL_BUILDERS[builder]
+    cfg = make_cfg(builder, levels=_levels(builder))
+    for key, value in values.items():
+        node, leaf = key.split(".")
+        cfg.MODEL[node][leaf] = value
+    check_config(cfg)  # not found before building
+    from_config = _error(lambda: build_backbone(cfg))
+    assert from_config is not None and "MODEL." in from_config[1], from_config
+    arguments = cls.options_from_config(cfg)
+    bottom_up = build_backbone(make_cfg("build_fpn_backbone")).bottom_up
+    features = list(cfg.MODEL.FPN.IN_FEATURES)
+    from_python = _error(lambda: cls(bottom_up=bottom_up, in_features=features, **arguments))
+    expected = _in_python_terms(cls, from_config[1]).replace("MODEL.FPN.IN_FEATURES", "in_features")
+    assert issubclass(from_python[0], from_config[0]) and from_python[1] == expected

@@ -9,7 +9,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
 from ..layers.graph import FusionGraph
-from .options import Names, Option
+from .options import Names, Option, OptionError
 
 __all__ = ["PyramidNeck", "build_bottom_up"]
 
@@ -36,11 +36,18 @@ class PyramidNeck(Backbone):
         """Check option values (argument -> value) against the declarations, then together;
         errors name the config keys (``config``) or the arguments."""
         declared = {option.arg: option for option in cls.options}
-        names = (lambda arg: declared[arg].config_key) if config else (lambda arg: arg)
+        names = cls.config_names if config else (lambda arg: arg)
         for arg, value in values.items():
             if arg in declared:
                 declared[arg].check(value, names(arg))
         cls._check_together(values, names)
+
+    @classmethod
+    def config_names(cls, arg: str) -> str:
+        """The config key of argument ``arg`` (``in_features`` or an option)."""
+        if arg == "in_features":
+            return "MODEL.FPN.IN_FEATURES"
+        return next(option.config_key for option in cls.options if option.arg == arg)
 
     @classmethod
     def _check_together(cls, values: Mapping[str, Any], name: Names) -> None:
@@ -83,18 +90,19 @@ class PyramidNeck(Backbone):
         shapes = bottom_up.output_shape()
         missing = [f for f in in_features if f not in shapes]
         if not in_features or missing:
-            raise ValueError(
-                f"MODEL.FPN.IN_FEATURES={list(in_features)} must be a non-empty list of features "
-                f"the bottom-up network produces: {list(shapes)}"
+            raise OptionError(
+                lambda name: f"{name('in_features')}={list(in_features)} must be a non-empty list "
+                f"of features the bottom-up network produces: {list(shapes)}"
             )
         strides = [shapes[f].stride for f in in_features]
         levels = [int(round(math.log2(s))) for s in strides]
         if any(2**lvl != s for lvl, s in zip(levels, strides)) or levels != list(
             range(levels[0], levels[0] + len(levels))
         ):
-            raise ValueError(
-                f"MODEL.FPN.IN_FEATURES={list(in_features)} have strides {strides}; they must be "
-                "powers of two that double from one feature to the next, high resolution first"
+            raise OptionError(
+                lambda name: f"{name('in_features')}={list(in_features)} have strides {strides}; "
+                "they must be powers of two that double from one feature to the next, high "
+                "resolution first"
             )
         self.bottom_up = bottom_up
         self.in_features = list(in_features)

@@ -17,7 +17,7 @@ from .options import (
     OUT_CHANNELS,
     Names,
     Option,
-    check_choice,
+    OptionError,
     check_group_norm_width,
     norm_option,
 )
@@ -226,12 +226,16 @@ class FPN(PyramidNeck):
         if kind == "maxpool":
             source_name = f"p{top}"
             if not outputs:
-                raise ValueError(
-                    f"a 'maxpool' extra level subsamples the output at level {top}, which this "
-                    "neck does not produce: set MODEL.FPN.NUM_EXTRA_LEVELS to 0"
+                raise OptionError(
+                    lambda name: f"a 'maxpool' extra level subsamples the output at level {top}, "
+                    f"which this neck does not produce: set {name('num_extra_levels')} to 0"
                 )
         source_name = source_name or self.in_features[-1]
-        check_choice("MODEL.FPN.TOP_BLOCK_IN", source_name, list(sources))
+        if source_name not in sources:
+            raise OptionError(
+                lambda name: f"{name('top_block_in')}={source_name!r} is not one of "
+                f"{list(sources)}"
+            )
         return extra_level_nodes(sources[source_name], top, first_id, num)
 
     def _detectron2_aliases(self, num_nodes: int, num_conv_levels: int) -> Dict[str, str]:

@@ -26,6 +26,7 @@ __all__ = [
     "OUT_CHANNELS",
     "Names",
     "Option",
+    "OptionError",
     "activation_option",
     "check_choice",
     "check_group_norm_width",
@@ -94,6 +95,23 @@ class Option:
             check_choice(name, value, self.choices)
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"{name}={value} must be at least {self.minimum}")
+
+
+class OptionError(ValueError):
+    """A bad option found while a neck is built (it needs the bottom-up network's levels or the
+    node table), worded with the constructor's arguments; the builders re-raise it with the
+    config keys (:meth:`in_config_terms`).
+
+    Args:
+        message (callable): (argument -> its name) -> the message.
+    """
+
+    def __init__(self, message: Callable[[Names], str]):
+        self.message = message
+        super().__init__(message(lambda arg: arg))
+
+    def in_config_terms(self, keys: Names) -> ValueError:
+        return ValueError(self.message(keys))
 
 
 def check_choice(key: str, value, choices: Sequence) -> None:
