@@ -3,6 +3,7 @@ BiFPN and NAS-FPN norm keys (paper default "BN" whatever MODEL.FPN.NORM says) an
 width check."""
 
 import glob
+import logging
 import os
 
 import pytest
@@ -218,3 +219,31 @@ def test_group_norm_over_one_channel_per_group_fails_on_a_1x1_level():
         build_backbone(cfg)
     cfg.MODEL.FPN.OUT_CHANNELS = 64
     build_backbone(cfg).train()(torch.rand(1, 3, 65, 65))  # P7: stride 128, one pixel
+
+
+def test_the_old_key_warning_is_logged_once(monkeypatch):
+    """check_config and the builder both read MODEL.FPN.TOP_BLOCK: one warning, not two."""
+    from collections import Counter
+
+    import detectron2.utils.logger
+
+    monkeypatch.setattr(detectron2.utils.logger, "_LOG_COUNTER", Counter())  # a fresh process
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("fpn_variants.necks.options")
+    logger.addHandler(handler)
+    try:
+        cfg = _new_keys("build_fpn_backbone", "p3p7")
+        cfg.MODEL.FPN.NUM_EXTRA_LEVELS, cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = 1, "maxpool"  # defaults
+        cfg.MODEL.FPN.TOP_BLOCK = "p6p7"
+        check_config(cfg)
+        build_backbone(cfg)
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert messages == [
+        "MODEL.FPN.TOP_BLOCK='p6p7' is replaced by MODEL.FPN.NUM_EXTRA_LEVELS=2 and "
+        "MODEL.FPN.EXTRA_LEVEL_TYPE='conv' for this neck: set these keys and remove "
+        "MODEL.FPN.TOP_BLOCK from the config"
+    ]
