@@ -54,8 +54,8 @@ FPN_OPTIONS = (
     EXTRA_LEVEL_TYPE,
     TOP_BLOCK_IN,
 )
-# The extra levels FPN makes: (number, type) -> Detectron2's top block.
-_FPN_EXTRA_LEVELS = {(1, "maxpool"): "LastLevelMaxPool", (2, "conv"): "LastLevelP6P7"}
+# The extra levels FPN makes, (number, type): Detectron2's LastLevelMaxPool and LastLevelP6P7.
+_FPN_EXTRA_LEVELS = ((1, "maxpool"), (2, "conv"))
 
 
 class BottomUpPath(Protocol):
