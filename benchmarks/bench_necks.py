@@ -78,7 +78,8 @@ def pair_detectron2_fpn(levels: str, size: int):
         bottom_up=GivenFeatures(channels),
         in_features=names,
         out_channels=256,
-        top_block="maxpool" if levels == "p2p6" else "p6p7",
+        num_extra_levels=1 if levels == "p2p6" else 2,
+        extra_level_type="maxpool" if levels == "p2p6" else "conv",
     )
     ours.load_state_dict(theirs.state_dict(), strict=False)
     x = torch.zeros(1)
@@ -98,7 +99,12 @@ def pair_effdet_bifpn(width: int, size: int):
     info = [dict(num_chs=c, reduction=2**lvl) for lvl, c in channels.items()]
     theirs = BiFpn(cfg, copy.deepcopy(info)).eval()
     feats = make_features(channels, size)
-    ours = BiFPN(bottom_up=GivenFeatures(channels), in_features=list(feats), out_channels=width)
+    ours = BiFPN(
+        bottom_up=GivenFeatures(channels),
+        in_features=list(feats),
+        out_channels=width,
+        num_extra_levels=2,
+    )
     load_neck_state_dict(ours, convert_effdet_bifpn(theirs.state_dict(), ours))
     inputs = list(feats.values())
     return Pair(theirs, lambda: theirs(list(inputs)), ours, feats)
@@ -120,7 +126,12 @@ def pair_mmdet_fpn_p6_from_c5(size: int):
         relu_before_extra_convs=True,
     )
     feats = make_features(channels, size)
-    ours = FPN(bottom_up=GivenFeatures(channels), in_features=list(feats), top_block="p6p7")
+    ours = FPN(
+        bottom_up=GivenFeatures(channels),
+        in_features=list(feats),
+        num_extra_levels=2,
+        extra_level_type="conv",
+    )
     # mmdet's names -> Detectron2's, which our FPN loads.
     names = {"lateral_convs": "fpn_lateral{}", "fpn_convs": "fpn_output{}"}
     extra = {3: "top_block.p6", 4: "top_block.p7"}
@@ -165,7 +176,10 @@ def pair_mmdet_nasfpn(size: int):
     )
     feats = make_features(R50, size)
     ours = NASFPN(
-        bottom_up=GivenFeatures(R50), in_features=["res3", "res4", "res5"], reference="mmdet"
+        bottom_up=GivenFeatures(R50),
+        in_features=["res3", "res4", "res5"],
+        num_extra_levels=2,
+        reference="mmdet",
     )
     load_neck_state_dict(ours, convert_mmdet_nasfpn(theirs.state_dict(), ours))
     inputs = tuple(feats.values())
@@ -194,6 +208,7 @@ def pair_centernet2_bifpn(size: int):
         bottom_up=GivenFeatures(channels),
         in_features=list(feats),
         out_channels=160,
+        num_extra_levels=2,
         num_repeats=6,
         separable_conv=False,
         norm="GN",

@@ -10,43 +10,104 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .config import check_variant_keys
-from .necks.base import PyramidNeck
-from .registry import ALL_BUILDERS, BASELINE_BUILDERS, NECK_BUILDERS, NECK_REGISTRY
+from .necks import (
+    FPN,
+    NASFPN,
+    BiFPN,
+    BottomUpPyramid,
+    FinestLevelFPN,
+    PANet,
+    PyramidNeck,
+    SingleScale,
+    TopDownPyramid,
+)
+from .necks.options import OptionError
+from .registry import ALL_BUILDERS, BASELINE_BUILDERS, NECK_BUILDERS
 
 __all__ = [
     "ALL_BUILDERS",
     "BASELINE_BUILDERS",
     "NECK_BUILDERS",
+    "build_bifpn_backbone",
+    "build_bottom_up_pyramid_backbone",
+    "build_finest_level_fpn_backbone",
+    "build_fpn_backbone",
+    "build_nasfpn_backbone",
+    "build_panet_backbone",
+    "build_single_scale_backbone",
+    "build_top_down_pyramid_backbone",
     "check_detector_features",
-    *ALL_BUILDERS,  # build_fpn_backbone, build_panet_backbone, ...
 ]
 
 
-def _make_builder(name: str, neck_cls: Type[PyramidNeck], doc: str) -> Callable:
-    """The registered function ``name(cfg, input_shape)`` that builds ``neck_cls``."""
+def _neck_builder(neck_cls: Type[PyramidNeck]) -> Callable[[Callable], Callable]:
+    """Register the decorated builder in BACKBONE_REGISTRY, marked with the class it builds
+    (read by ``necks.base.build_bottom_up`` to refuse a neck as the bottom-up network)."""
 
-    def builder(cfg, input_shape: ShapeSpec) -> PyramidNeck:
-        return _build(neck_cls, cfg, input_shape)
+    def register(builder: Callable) -> Callable:
+        builder.neck_class = neck_cls
+        BACKBONE_REGISTRY.register(builder)
+        return builder
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = doc
-    # Read by necks.base.build_bottom_up to refuse a neck as the bottom-up network.
-    builder.neck_class = neck_cls
-    return builder
+    return register
 
 
-# One registered builder per registry row (rows sharing a builder share its function), also
-# importable from this module: fpn_variants.backbone.build_fpn_backbone, ...
-for _row in NECK_REGISTRY:
-    if _row.builder not in globals():
-        globals()[_row.builder] = _make_builder(_row.builder, _row.neck_class, _row.doc)
-        BACKBONE_REGISTRY.register(globals()[_row.builder])
-del _row
+@_neck_builder(FPN)
+def build_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
+    """The original FPN (:class:`fpn_variants.necks.FPN`) over ``MODEL.BACKBONE.BOTTOM_UP``."""
+    return _build(FPN, cfg, input_shape)
+
+
+@_neck_builder(PANet)
+def build_panet_backbone(cfg, input_shape: ShapeSpec) -> PANet:
+    """FPN + PANet bottom-up path augmentation (:class:`fpn_variants.necks.PANet`)."""
+    return _build(PANet, cfg, input_shape)
+
+
+@_neck_builder(BiFPN)
+def build_bifpn_backbone(cfg, input_shape: ShapeSpec) -> BiFPN:
+    """Repeated BiFPN layers (:class:`fpn_variants.necks.BiFPN`)."""
+    return _build(BiFPN, cfg, input_shape)
+
+
+@_neck_builder(NASFPN)
+def build_nasfpn_backbone(cfg, input_shape: ShapeSpec) -> NASFPN:
+    """Stacked NAS-FPN cells (:class:`fpn_variants.necks.NASFPN`)."""
+    return _build(NASFPN, cfg, input_shape)
+
+
+@_neck_builder(SingleScale)
+def build_single_scale_backbone(cfg, input_shape: ShapeSpec) -> SingleScale:
+    """FPN paper baseline: one feature (MODEL.FPN.IN_FEATURES, e.g. ["res4"]), one level."""
+    return _build(SingleScale, cfg, input_shape)
+
+
+@_neck_builder(BottomUpPyramid)
+def build_bottom_up_pyramid_backbone(cfg, input_shape: ShapeSpec) -> BottomUpPyramid:
+    """FPN paper ablation: the bottom-up features' pyramid, no top-down path."""
+    return _build(BottomUpPyramid, cfg, input_shape)
+
+
+@_neck_builder(TopDownPyramid)
+def build_top_down_pyramid_backbone(cfg, input_shape: ShapeSpec) -> TopDownPyramid:
+    """FPN paper ablation: the top-down path without the 1x1 lateral connections."""
+    return _build(TopDownPyramid, cfg, input_shape)
+
+
+@_neck_builder(FinestLevelFPN)
+def build_finest_level_fpn_backbone(cfg, input_shape: ShapeSpec) -> FinestLevelFPN:
+    """FPN paper ablation: the FPN's finest output level only (P2)."""
+    return _build(FinestLevelFPN, cfg, input_shape)
 
 
 def _build(neck_cls: Type[PyramidNeck], cfg, input_shape: ShapeSpec) -> PyramidNeck:
+    """Check the variant-only nodes, build the neck, check the detector reads its levels. Errors
+    name the config keys."""
     check_variant_keys(cfg)
-    neck = neck_cls(cfg, input_shape)
+    try:
+        neck = neck_cls(cfg, input_shape)
+    except OptionError as error:  # worded with the arguments: name the keys instead
+        raise error.in_config_terms(neck_cls.config_names) from error
     check_detector_features(cfg, neck.output_shape())
     return neck
 

@@ -1,10 +1,10 @@
 """The neck registry: one row per neck this package builds, read by everything that lists necks.
 
-The builders (``MODEL.BACKBONE.NAME``) of :mod:`fpn_variants.backbone`, the variant-only config
-nodes of :mod:`fpn_variants.config`, the short names and config files of
-:mod:`fpn_variants.comparison` and the labels and order of the model zoo all come from
-:data:`NECK_REGISTRY`. Adding a neck is one file in :mod:`fpn_variants.necks` (a
-:class:`~fpn_variants.necks.base.PyramidNeck` with a ``from_config``) and one row here.
+The variant-only config nodes of :mod:`fpn_variants.config`, the short names and config files of
+:mod:`fpn_variants.comparison` and the labels and order of the model zoo come from
+:data:`NECK_REGISTRY`; each row names a builder that :mod:`fpn_variants.backbone` defines as a
+plain decorated function (``tests/test_registry.py`` keeps the two equal). The README's "Adding a
+neck" lists every file a new neck touches.
 """
 
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from .necks.base import PyramidNeck
 from .necks.bifpn import BiFPN
 from .necks.fpn import FPN
 from .necks.nasfpn import NASFPN
+from .necks.options import Option
 from .necks.panet import PANet
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "NECK_BUILDERS",
     "NECK_REGISTRY",
     "VARIANT_NODES",
+    "config_options",
     "NeckEntry",
     "entry",
 ]
@@ -41,7 +43,6 @@ class NeckEntry:
         config_suffix (str): ``<detector>_R18_<config_suffix>.yaml`` in ``configs/Synthetic``.
         variant_node (str or None): ``MODEL.<node>`` read by this builder only.
         paper (bool): a neck of the papers (True) or a baseline of the FPN paper's Table 3.
-        doc (str): the builder's docstring.
     """
 
     key: str
@@ -51,54 +52,32 @@ class NeckEntry:
     config_suffix: str
     variant_node: Optional[str]
     paper: bool
-    doc: str
 
-
-_SINGLE_SCALE_DOC = (
-    'FPN paper baseline: one feature (MODEL.FPN.IN_FEATURES, e.g. ["res4"]), one level.'
-)
 
 # The papers' necks first (FPN is the baseline of every comparison), then the FPN paper's
 # Table 3 baselines (Faster R-CNN configs only).
 NECK_REGISTRY: Tuple[NeckEntry, ...] = (
+    NeckEntry("fpn", "build_fpn_backbone", FPN, "FPN", "FPN", None, True),
+    NeckEntry("panet", "build_panet_backbone", PANet, "PANet", "PANet", "PANET", True),
+    NeckEntry("bifpn", "build_bifpn_backbone", BiFPN, "BiFPN", "BiFPN", "BIFPN", True),
+    NeckEntry("nasfpn", "build_nasfpn_backbone", NASFPN, "NAS-FPN", "NASFPN", "NASFPN", True),
     NeckEntry(
-        "fpn", "build_fpn_backbone", FPN, "FPN", "FPN", None, True,
-        "The original FPN (:class:`fpn_variants.necks.FPN`) over ``MODEL.BACKBONE.BOTTOM_UP``.",
+        "c4", "build_single_scale_backbone", SingleScale, "C4 (single scale)", "C4", None, False
     ),
     NeckEntry(
-        "panet", "build_panet_backbone", PANet, "PANet", "PANet", "PANET", True,
-        "FPN + PANet bottom-up path augmentation (:class:`fpn_variants.necks.PANet`).",
-    ),
-    NeckEntry(
-        "bifpn", "build_bifpn_backbone", BiFPN, "BiFPN", "BiFPN", "BIFPN", True,
-        "Repeated BiFPN layers (:class:`fpn_variants.necks.BiFPN`).",
-    ),
-    NeckEntry(
-        "nasfpn", "build_nasfpn_backbone", NASFPN, "NAS-FPN", "NASFPN", "NASFPN", True,
-        "Stacked NAS-FPN cells (:class:`fpn_variants.necks.NASFPN`).",
-    ),
-    NeckEntry(
-        "c4", "build_single_scale_backbone", SingleScale, "C4 (single scale)", "C4", None, False,
-        _SINGLE_SCALE_DOC,
-    ),
-    NeckEntry(
-        "c5", "build_single_scale_backbone", SingleScale, "C5 (single scale)", "C5", None, False,
-        _SINGLE_SCALE_DOC,
+        "c5", "build_single_scale_backbone", SingleScale, "C5 (single scale)", "C5", None, False
     ),
     NeckEntry(
         "bottom_up", "build_bottom_up_pyramid_backbone", BottomUpPyramid, "Bottom-up pyramid",
         "BottomUp", None, False,
-        "FPN paper ablation: the bottom-up features' pyramid, no top-down path.",
     ),
     NeckEntry(
         "top_down", "build_top_down_pyramid_backbone", TopDownPyramid, "Top-down, no laterals",
         "TopDown", None, False,
-        "FPN paper ablation: the top-down path without the 1x1 lateral connections.",
     ),
     NeckEntry(
         "fpn_p2", "build_finest_level_fpn_backbone", FinestLevelFPN, "FPN, P2 only", "FPNP2",
         None, False,
-        "FPN paper ablation: the FPN's finest output level only (P2).",
     ),
 )  # fmt: skip
 
@@ -127,3 +106,13 @@ BASELINE_BUILDERS = _builders(paper=False)
 ALL_BUILDERS = _builders(paper=None)
 # Variant-only config node -> the builder that reads it.
 VARIANT_NODES = {row.variant_node: row.builder for row in NECK_REGISTRY if row.variant_node}
+
+
+def config_options() -> Dict[str, Option]:
+    """Config key -> its declaration, over every neck (a shared key, e.g. MODEL.FPN.OUT_CHANNELS,
+    is declared by several necks with one type and default; ``tests/test_options.py``)."""
+    options: Dict[str, Option] = {}
+    for neck_class in ALL_BUILDERS.values():
+        for option in neck_class.options:
+            options.setdefault(option.config_key, option)
+    return options

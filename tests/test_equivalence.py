@@ -14,7 +14,7 @@ from fpn_variants.convert import (
 )
 
 from .peers import import_peer
-from .utils import StridedBackbone, neck_parameters
+from .utils import EFFDET_D0, StridedBackbone, neck_parameters
 
 R50_CHANNELS = {2: 256, 3: 512, 4: 1024, 5: 2048}
 
@@ -67,6 +67,7 @@ def test_effdet_bifpn_d0(separable):
     ours = BiFPN(
         bottom_up=StridedBackbone(channels),
         in_features=["c3", "c4", "c5"],
+        **EFFDET_D0,
         separable_conv=separable,
     ).eval()
     assert neck_parameters(ours) == sum(p.numel() for p in theirs.parameters())
@@ -111,6 +112,7 @@ def test_mmdet_nasfpn():
     ours = NASFPN(
         bottom_up=StridedBackbone(R50_CHANNELS),
         in_features=["c3", "c4", "c5"],
+        num_extra_levels=2,  # P6, P7: num_outs=5 over C3-C5
         reference="mmdet",
     ).eval()
     assert neck_parameters(ours) == 29_990_144
@@ -145,7 +147,9 @@ def test_effdet_bifpn_training_mode_forward_and_gradients():
     ]
     theirs = randomize(BiFpn(cfg, copy.deepcopy(info))).train()
     channels = {3: 40, 4: 112, 5: 320}
-    ours = BiFPN(bottom_up=StridedBackbone(channels), in_features=["c3", "c4", "c5"]).train()
+    ours = BiFPN(
+        bottom_up=StridedBackbone(channels), in_features=["c3", "c4", "c5"], **EFFDET_D0
+    ).train()
     load_neck_state_dict(ours, convert_effdet_bifpn(theirs.state_dict(), ours))
     feats = {k: torch.cat([v, v.flip(-1)]) for k, v in features(channels, size).items()}
     expected = theirs([feats["c3"], feats["c4"], feats["c5"]])

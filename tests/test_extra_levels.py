@@ -3,6 +3,7 @@ BiFPN and NAS-FPN norm keys (paper default "BN" whatever MODEL.FPN.NORM says) an
 width check."""
 
 import glob
+import logging
 import os
 
 import pytest
@@ -12,24 +13,20 @@ from detectron2.modeling import build_backbone
 
 import fpn_variants
 from fpn_variants.config import check_config
-from fpn_variants.necks import base
 
-from .utils import make_cfg
+from .utils import POOLING_NECKS, make_cfg
 
 ZOO_CONFIGS = sorted(
     glob.glob(os.path.join(os.path.dirname(__file__), "..", "model_zoo", "configs", "*.yaml"))
 )
-POOLED = ("build_bifpn_backbone", "build_nasfpn_backbone")
+POOLED = POOLING_NECKS
 NORM_TYPES = (torch.nn.BatchNorm2d, torch.nn.GroupNorm)
 
 
 def _new_keys(neck: str, levels: str):
-    """make_cfg (which writes the replaced MODEL.FPN.TOP_BLOCK) with the new keys instead."""
+    """make_cfg (the new keys), with one layer or cell for BiFPN and NAS-FPN."""
     cfg = make_cfg(neck, levels=levels)
-    old = cfg.MODEL.FPN.TOP_BLOCK
-    cfg.MODEL.FPN.TOP_BLOCK = None
-    cfg.MODEL.FPN.NUM_EXTRA_LEVELS = {"maxpool": 1, "p6p7": 2}[old]
-    cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = "conv" if old == "p6p7" and neck not in POOLED else "maxpool"
+    assert cfg.MODEL.FPN.TOP_BLOCK is None
     if neck == "build_nasfpn_backbone":
         cfg.MODEL.NASFPN.NUM_REPEATS = 1
     if neck == "build_bifpn_backbone":
@@ -113,7 +110,7 @@ def test_no_extra_levels():
 @pytest.mark.parametrize(
     "key,value,error,match",
     [
-        ("NUM_EXTRA_LEVELS", -1, ValueError, "NUM_EXTRA_LEVELS=-1 must be 0 or more"),
+        ("NUM_EXTRA_LEVELS", -1, ValueError, "NUM_EXTRA_LEVELS=-1 must be at least 0"),
         ("NUM_EXTRA_LEVELS", "2", TypeError, "NUM_EXTRA_LEVELS='2' must be an integer"),
         ("EXTRA_LEVEL_TYPE", "avgpool", ValueError, "EXTRA_LEVEL_TYPE='avgpool' is not one of"),
     ],
@@ -160,15 +157,6 @@ def test_the_model_zoo_configs_written_with_top_block_build_as_before(path):
     assert _neck_norms(neck) == expected
 
 
-def test_the_defaults_the_necks_compare_against_are_the_configs():
-    """necks.base cannot import fpn_variants.config (imports point one way): the defaults it
-    uses to tell an older config's keys from new ones must stay the config's."""
-    cfg = fpn_variants.add_fpn_variants_config(get_cfg())
-    fpn = cfg.MODEL.FPN
-    assert base._DEFAULT_EXTRA_LEVELS == (fpn.NUM_EXTRA_LEVELS, fpn.EXTRA_LEVEL_TYPE)
-    assert base._DEFAULT_VARIANT_NORM == cfg.MODEL.BIFPN.NORM == cfg.MODEL.NASFPN.NORM
-
-
 @pytest.mark.parametrize(
     "neck,node", [("build_bifpn_backbone", "BIFPN"), ("build_nasfpn_backbone", "NASFPN")]
 )
@@ -178,7 +166,7 @@ def test_switching_only_the_builder_keeps_the_paper_norm(neck, node):
     cfg = make_cfg("build_fpn_backbone", levels="p3p7")
     assert cfg.MODEL.FPN.NORM == ""
     cfg.MODEL.BACKBONE.NAME = neck
-    cfg.MODEL.FPN.TOP_BLOCK = "p6p7"  # as make_cfg; read as 2 pooled levels by these necks
+    cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = "maxpool"  # as their RetinaNet configs: P6, P7 pooled
     cfg.MODEL[node].NUM_REPEATS = 1
     check_config(cfg)
     assert _neck_norms(build_backbone(cfg)) == {torch.nn.BatchNorm2d}
@@ -220,13 +208,42 @@ def test_group_norm_needs_at_least_two_channels_per_group(neck, key, channels):
 
 
 def test_group_norm_over_one_channel_per_group_fails_on_a_1x1_level():
-    """The reason for the check: at 32 channels, GN's groups are single channels; on a 1x1 P7 they
-    hold one value, which PyTorch refuses in training (one image) and which normalises to the
-    bias alone."""
+    """The reason for the check, which the builders run too: at 32 channels, GN's groups are
+    single channels; on a 1x1 P7 they hold one value, which PyTorch refuses in training (one
+    image) and which normalises to the bias alone."""
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        torch.nn.GroupNorm(32, 32).train()(torch.rand(1, 32, 1, 1))
     cfg = make_cfg("build_bifpn_backbone", levels="p3p7", channels=32)
     cfg.MODEL.BIFPN.NUM_REPEATS, cfg.MODEL.BIFPN.NORM = 1, "GN"
-    neck = build_backbone(cfg).train()
-    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
-        neck(torch.rand(1, 3, 65, 65))  # P7: stride 128, one pixel
+    with pytest.raises(ValueError, match="MODEL.BIFPN.NORM='GN' uses 32 groups"):
+        build_backbone(cfg)
     cfg.MODEL.FPN.OUT_CHANNELS = 64
-    build_backbone(cfg).train()(torch.rand(1, 3, 65, 65))
+    build_backbone(cfg).train()(torch.rand(1, 3, 65, 65))  # P7: stride 128, one pixel
+
+
+def test_the_old_key_warning_is_logged_once(monkeypatch):
+    """check_config and the builder both read MODEL.FPN.TOP_BLOCK: one warning, not two."""
+    from collections import Counter
+
+    import detectron2.utils.logger
+
+    monkeypatch.setattr(detectron2.utils.logger, "_LOG_COUNTER", Counter())  # a fresh process
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("fpn_variants.necks.options")
+    logger.addHandler(handler)
+    try:
+        cfg = _new_keys("build_fpn_backbone", "p3p7")
+        cfg.MODEL.FPN.NUM_EXTRA_LEVELS, cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = 1, "maxpool"  # defaults
+        cfg.MODEL.FPN.TOP_BLOCK = "p6p7"
+        check_config(cfg)
+        build_backbone(cfg)
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert messages == [
+        "MODEL.FPN.TOP_BLOCK='p6p7' is replaced by MODEL.FPN.NUM_EXTRA_LEVELS=2 and "
+        "MODEL.FPN.EXTRA_LEVEL_TYPE='conv' for this neck: set these keys and remove "
+        "MODEL.FPN.TOP_BLOCK from the config"
+    ]

@@ -60,13 +60,13 @@ def test_detectron2_equivalence_with_avg_fusion_and_norm(fuse_type, norm):
     from detectron2.modeling.backbone.fpn import FPN as D2FPN
     from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-    cfg = make_cfg(channels=32)
+    cfg = make_cfg(channels=64)  # GN (32 groups) needs two channels per group
     cfg.MODEL.FPN.FUSE_TYPE, cfg.MODEL.FPN.NORM = fuse_type, norm
     ours = build_backbone(cfg).eval()
     theirs = D2FPN(
         bottom_up=ours.bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=32,
+        out_channels=64,
         norm=norm,
         top_block=LastLevelMaxPool(),
         fuse_type=fuse_type,
@@ -94,12 +94,12 @@ def test_output_shape_matches_real_tensors_at_any_size(levels, size):
 
 
 @pytest.mark.parametrize(
-    "top_block,top_block_in,names",
-    [("", "res5", ["p3", "p4", "p5"]), ("p6p7", "p5", ["p3", "p4", "p5", "p6", "p7"])],
+    "num_extra_levels,top_block_in,names",
+    [(0, "res5", ["p3", "p4", "p5"]), (2, "p5", ["p3", "p4", "p5", "p6", "p7"])],
 )
-def test_top_block_options(top_block, top_block_in, names):
-    cfg = make_cfg(levels="p3p7")
-    cfg.MODEL.FPN.TOP_BLOCK, cfg.MODEL.FPN.TOP_BLOCK_IN = top_block, top_block_in
+def test_extra_level_options(num_extra_levels, top_block_in, names):
+    cfg = make_cfg(levels="p3p7")  # "conv" extra levels
+    cfg.MODEL.FPN.NUM_EXTRA_LEVELS, cfg.MODEL.FPN.TOP_BLOCK_IN = num_extra_levels, top_block_in
     cfg.MODEL.RETINANET.IN_FEATURES = names
     model = build_backbone(cfg)
     assert list(model.output_shape()) == names
@@ -126,10 +126,10 @@ def test_every_parameter_gets_a_gradient(upsample):
         ("MODEL.FPN.TOP_BLOCK_IN", "res4", ValueError, "MODEL.FPN.TOP_BLOCK_IN='res4'"),
         ("MODEL.FPN.UPSAMPLE", "cubic", ValueError, "MODEL.FPN.UPSAMPLE='cubic' is not one of"),
         ("MODEL.FPN.FUSE_TYPE", "max", ValueError, "MODEL.FPN.FUSE_TYPE='max' is not one of"),
-        ("MODEL.FPN.NORM", "XN", ValueError, "norm='XN' is not one of"),
+        ("MODEL.FPN.NORM", "XN", ValueError, "MODEL.FPN.NORM='XN' is not one of"),
         ("MODEL.FPN.IN_FEATURES", ["res3", "res5"], ValueError, "must be powers of two that"),
         ("MODEL.FPN.IN_FEATURES", ["res3", "res6"], ValueError, "features the bottom-up network"),
-        ("MODEL.FPN.OUT_CHANNELS", 0, ValueError, "OUT_CHANNELS=0 must be a positive"),
+        ("MODEL.FPN.OUT_CHANNELS", 0, ValueError, "OUT_CHANNELS=0 must be at least 1"),
         ("MODEL.BACKBONE.BOTTOM_UP", "build_resnet", KeyError, "is not registered"),
         ("MODEL.BACKBONE.BOTTOM_UP", "build_fpn_backbone", ValueError, "is a neck"),
     ],

@@ -25,7 +25,14 @@ def test_every_row_is_a_registered_builder_of_its_class():
         builder = BACKBONE_REGISTRY.get(row.builder)
         assert builder.neck_class is row.neck_class, row.builder
         assert getattr(backbone, row.builder) is builder
-        assert builder.__doc__ == row.doc
+        assert builder.__name__ == row.builder and builder.__doc__, row.builder
+    # Every builder the module defines is a row's (the table lists them all).
+    defined = {
+        name
+        for name, value in vars(backbone).items()
+        if name.startswith("build_") and getattr(value, "neck_class", None) is not None
+    }
+    assert defined == set(ALL_BUILDERS)
     assert len({row.key for row in NECK_REGISTRY}) == len(NECK_REGISTRY)
     assert len({row.config_suffix for row in NECK_REGISTRY}) == len(NECK_REGISTRY)
     assert len({row.label for row in NECK_REGISTRY}) == len(NECK_REGISTRY)

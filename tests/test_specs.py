@@ -14,7 +14,7 @@ from fpn_variants.necks.specs import (
     panet_nodes,
 )
 
-from .utils import StridedBackbone, make_cfg, neck_parameters
+from .utils import EFFDET_D0, StridedBackbone, make_cfg, neck_parameters
 
 # google/automl efficientdet/tf2/fpn_configs_test.py: (feat_level, inputs_offsets) per node.
 AUTOML_BIFPN_L3L7 = [
@@ -132,6 +132,10 @@ def test_parameter_counts_at_canonical_r50_configs(neck, options, expected):
 
 def test_bifpn_d0_parameter_count_equals_effdet():
     # EfficientDet-D0: EfficientNet-B0 C3-C5 (40, 112, 320 channels), 64 channels, 3 layers.
-    neck = BiFPN(bottom_up=StridedBackbone({3: 40, 4: 112, 5: 320}), in_features=["c3", "c4", "c5"])
+    neck = BiFPN(
+        bottom_up=StridedBackbone({3: 40, 4: 112, 5: 320}),
+        in_features=["c3", "c4", "c5"],
+        **EFFDET_D0,
+    )
     assert neck_parameters(neck) == 196_281
     assert [s.stride for s in neck.output_shape().values()] == [8, 16, 32, 64, 128]

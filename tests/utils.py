@@ -17,6 +17,11 @@ from fpn_variants.engine import Trainer, argument_parser, setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# EfficientDet-D0's BiFPN width and levels (P3-P7 over C3-C5), given to BiFPN(...).
+EFFDET_D0 = dict(out_channels=64, num_extra_levels=2)
+# The necks that make their extra levels by max-pooling only.
+POOLING_NECKS = ("build_bifpn_backbone", "build_nasfpn_backbone")
+
 
 def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: int = 32):
     """A config for a ResNet-18 + ``neck`` backbone; ``levels`` is "p2p6" (for Faster R-CNN) or
@@ -34,17 +39,20 @@ def make_cfg(neck: str = "build_fpn_backbone", levels: str = "p2p6", channels: i
 
 
 def set_levels(cfg, levels: str) -> None:
-    """Bottom-up features, top block and detector features of configs/Base-*.yaml: "p2p6"
-    (Faster R-CNN: res2-res5, P6 by max-pool) or "p3p7" (RetinaNet: res3-res5, P6/P7 convs)."""
+    """Bottom-up features, extra levels and detector features of configs/Base-*.yaml: "p2p6"
+    (Faster R-CNN: res2-res5, P6 by max-pool) or "p3p7" (RetinaNet: res3-res5, P6/P7 by convs,
+    or by max-pooling for the necks that pool theirs, as the BiFPN and NAS-FPN configs)."""
+    pooled = cfg.MODEL.BACKBONE.NAME in POOLING_NECKS
     if levels == "p2p6":
         cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-        cfg.MODEL.FPN.TOP_BLOCK = "maxpool"
+        cfg.MODEL.FPN.NUM_EXTRA_LEVELS, cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = 1, "maxpool"
         cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
         cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
     else:
         cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
         cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-        cfg.MODEL.FPN.TOP_BLOCK = "p6p7"
+        cfg.MODEL.FPN.NUM_EXTRA_LEVELS = 2
+        cfg.MODEL.FPN.EXTRA_LEVEL_TYPE = "maxpool" if pooled else "conv"
     cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.RESNETS.OUT_FEATURES)
 
 

@@ -11,9 +11,11 @@
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
   ``benchmarks/bench_necks.py`` (``results.json``);
 - between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of
-  ``benchmarks/bench_train.py`` (training throughput, ours against stock Detectron2).
+  ``benchmarks/bench_train.py`` (training throughput, ours against stock Detectron2);
 - between ``<!-- configs:begin -->`` and ``<!-- configs:end -->``: the config files of
-  ``configs/`` and how many there are (always; ``tests/test_docs.py`` checks it is current).
+  ``configs/`` and how many there are (always; ``tests/test_docs.py`` checks it is current);
+- between ``<!-- options:begin -->`` and ``<!-- options:end -->``: the necks' option tables, from
+  their declarations (:func:`fpn_variants.option_tables.option_tables`), always.
 A section whose source is missing is left as it is.
 """
 
@@ -25,6 +27,7 @@ import re
 import shutil
 
 from fpn_variants.comparison import LATE_FRACTION, read_ledger
+from fpn_variants.option_tables import option_tables
 from fpn_variants.registry import NECK_REGISTRY
 
 
@@ -166,6 +169,7 @@ def main() -> None:
     with open(args.readme) as f:
         text = f.read()
     text = replace_section(text, "configs", configs_section(args.configs))
+    text = replace_section(text, "options", option_tables())
     if os.path.isfile(os.path.join(args.compare, "table.md")):
         images = os.path.join(os.path.dirname(os.path.abspath(args.readme)), "docs", "images")
         section = compare_section(args.compare, images)

@@ -65,21 +65,34 @@ def export_model(
         _check_detector(model)
     os.makedirs(output_dir, exist_ok=True)
     model = optimize_for_inference(model.eval())  # a copy: BN folded, NHWC necks
-
     if fmt == "onnx":
-        path = os.path.join(output_dir, "model.onnx")
-        if is_backbone:
-            names = export_backbone_onnx(model, sample, path, dynamic=dynamic)
-            run = onnx_runner(path)
-            return lambda images: dict(zip(names, run(images)))
-        adapter = export_detector_onnx(model, sample, path, dynamic=dynamic)
-        run = onnx_runner(path)
-        logger.info(f"ONNX outputs: {adapter.outputs_schema}")
-        return lambda image: adapter.outputs_schema(tuple(run(image)))
+        return _export_onnx(model, sample, output_dir, is_backbone, dynamic)
+    return _export_torchscript(model, sample, output_dir, is_backbone, method)
 
+
+def _export_onnx(
+    model: nn.Module, sample: Tensor, output_dir: str, is_backbone: bool, dynamic: bool
+) -> Callable[[Tensor], Any]:
+    """Write ``output_dir/model.onnx``; return a function running it (as :func:`export_model`)."""
+    path = os.path.join(output_dir, "model.onnx")
+    if is_backbone:
+        names = export_backbone_onnx(model, sample, path, dynamic=dynamic)
+        run = onnx_runner(path)
+        return lambda images: dict(zip(names, run(images)))
+    adapter = export_detector_onnx(model, sample, path, dynamic=dynamic)
+    run = onnx_runner(path)
+    logger.info(f"ONNX outputs: {adapter.outputs_schema}")
+    return lambda image: adapter.outputs_schema(tuple(run(image)))
+
+
+def _export_torchscript(
+    model: nn.Module, sample: Tensor, output_dir: str, is_backbone: bool, method: str
+) -> Callable[[Tensor], Any]:
+    """Write ``output_dir/model.ts`` (and Detectron2's IR dumps) by tracing or scripting; return
+    a function running the saved file (as :func:`export_model`)."""
+    adapter = None
     if method == "scripting":
         exported = script_backbone(model) if is_backbone else script_detector(model)
-        adapter = None
     elif is_backbone:
         exported = trace_backbone(model, sample)
     else:

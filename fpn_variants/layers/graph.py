@@ -135,19 +135,7 @@ class FusionGraph(nn.Module):
         num_inputs = len(levels)
         modules = []
         for k, spec in enumerate(nodes):
-            node_id = num_inputs + k
-            for source in spec.inputs + spec.residuals:
-                if not 0 <= source < node_id:
-                    raise ValueError(
-                        f"node {k} (id {node_id}) reads feature {source}, which does not exist "
-                        f"yet: ids 0..{node_id - 1} are available"
-                    )
-            for source in spec.residuals:
-                if levels[source] != spec.level:
-                    raise ValueError(
-                        f"node {k} adds residual feature {source} of level {levels[source]} "
-                        f"to its own level {spec.level}; residuals must be of the same level"
-                    )
+            _check_sources(k, spec, levels)
             edges = [
                 make_edge(
                     EdgeSpec(
@@ -171,11 +159,7 @@ class FusionGraph(nn.Module):
         self.nodes = nn.ModuleList(modules)
 
         outputs = list(passthrough) + [num_inputs + k for k, s in enumerate(nodes) if s.is_output]
-        by_level: Dict[int, int] = {}
-        for i in outputs:
-            if levels[i] in by_level:
-                raise ValueError(f"the node table has two outputs at level {levels[i]}")
-            by_level[levels[i]] = i
+        by_level = _one_output_per_level(outputs, levels)
         self.output_ids = [by_level[lvl] for lvl in sorted(by_level)]
         self.output_levels = sorted(by_level)
         self.output_channels = [feature_channels[i] for i in self.output_ids]
@@ -186,3 +170,31 @@ class FusionGraph(nn.Module):
         for node in self.nodes:
             all_feats.append(node(all_feats, sizes))
         return [all_feats[i] for i in self.output_ids]
+
+
+def _check_sources(k: int, spec: NodeSpec, levels: List[int]) -> None:
+    """Raise ValueError when node ``k`` reads a feature that does not exist yet (``levels``:
+    the level of each feature so far) or adds a residual of another level."""
+    node_id = len(levels)
+    for source in spec.inputs + spec.residuals:
+        if not 0 <= source < node_id:
+            raise ValueError(
+                f"node {k} (id {node_id}) reads feature {source}, which does not exist "
+                f"yet: ids 0..{node_id - 1} are available"
+            )
+    for source in spec.residuals:
+        if levels[source] != spec.level:
+            raise ValueError(
+                f"node {k} adds residual feature {source} of level {levels[source]} "
+                f"to its own level {spec.level}; residuals must be of the same level"
+            )
+
+
+def _one_output_per_level(outputs: List[int], levels: List[int]) -> Dict[int, int]:
+    """Level -> the output feature id at that level; ValueError if a level has two."""
+    by_level: Dict[int, int] = {}
+    for i in outputs:
+        if levels[i] in by_level:
+            raise ValueError(f"the node table has two outputs at level {levels[i]}")
+        by_level[levels[i]] = i
+    return by_level

@@ -94,6 +94,72 @@ def _check_free(name: str, manifest_path: Path, release_dir: Path, overwrite: bo
         )
 
 
+def _target(
+    output_dir: Path,
+    name: Optional[str],
+    config_file: Optional[PathLike],
+    source_config: Optional[str],
+    manifest: Optional[PathLike],
+    releases_dir: PathLike,
+    overwrite: bool,
+) -> Tuple[CfgNode, Optional[str], str, Path, Path]:
+    """The training config, its source config, the release name, the manifest and the release
+    folder of :func:`package`; errors (a name already released...) before anything is read."""
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"training output folder {output_dir} does not exist")
+    cfg = read_training_config(Path(config_file) if config_file else output_dir / "config.yaml")
+    source = source_config_path(source_config, output_dir)
+    name = name or (Path(source).stem if source else output_dir.resolve().name)
+    check_name(name)
+    manifest_path = locate_manifest(manifest)
+    release_dir = Path(releases_dir) / name
+    _check_free(name, manifest_path, release_dir, overwrite)
+    return cfg, source, name, manifest_path, release_dir
+
+
+def _release(
+    entry: Dict[str, Any],
+    model: torch.nn.Module,
+    meta: Dict[str, Any],
+    config_text: str,
+    source: Optional[str],
+    places: Tuple[Path, Path],
+    base_url: Optional[str],
+    overwrite: bool,
+) -> Dict[str, Any]:
+    """Stage the weights (with ``meta``) and files of the release ``entry`` (name, detector,
+    metrics, ...), then install them and the manifest entry atomically, under the lock of the
+    manifest (``places``: manifest file, release folder); return the full entry."""
+    name = entry["name"]
+    manifest_path, release_dir = places
+    with staging_dir(release_dir) as staging_path:
+        staging = Path(staging_path)
+        weights_name, weights_data = _stage_weights(staging, model, meta)
+        zoo_config = manifest_path.parent / "configs" / f"{name}.yaml"
+        entry = {
+            "name": name,
+            "detector": entry["detector"],
+            "neck": meta["neck"],
+            "builder": meta["builder"],
+            "config": _config_record(source, zoo_config, config_text, manifest_path),
+            "weights": _weights_record(
+                release_dir, weights_name, weights_data, manifest_path, base_url
+            ),
+            "init_weights": entry["init_weights"],
+            "metrics": entry["metrics"],
+            "hardware": entry["hardware"],
+            "versions": _versions(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _stage_release_files(staging, entry, weights_name, config_text)
+        with manifest_lock(manifest_path):
+            data = load_manifest(manifest_path)
+            _check_free(name, manifest_path, release_dir, overwrite)  # another process won?
+            data["models"][name] = entry
+            _install(staging, release_dir, zoo_config, config_text, manifest_path, data)
+    return entry
+
+
 def package(
     output_dir: PathLike,
     name: Optional[str] = None,
@@ -146,16 +212,9 @@ def package(
         dict: the manifest entry.
     """
     output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        raise FileNotFoundError(f"training output folder {output_dir} does not exist")
-    cfg = read_training_config(Path(config_file) if config_file else output_dir / "config.yaml")
-    source = source_config_path(source_config, output_dir)
-    name = name or (Path(source).stem if source else output_dir.resolve().name)
-    check_name(name)
-    manifest_path = locate_manifest(manifest)
-    release_dir = Path(releases_dir) / name
-    _check_free(name, manifest_path, release_dir, overwrite)
-
+    cfg, source, name, manifest_path, release_dir = _target(
+        output_dir, name, config_file, source_config, manifest, releases_dir, overwrite
+    )
     dataset = dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     tasks = _read_tasks(output_dir, metrics_file, dataset, name)
     packaged_cfg = packaged_config(cfg)
@@ -165,34 +224,24 @@ def package(
     given = {k: v for k, v in (costs or {}).items() if v is not None}
     given = {"params": sum(p.numel() for p in model.parameters()), **given}
     metrics = {"dataset": dataset, "tasks": tasks, **read_costs(output_dir, given)}
+    entry = {
+        "name": name,
+        "detector": _detector_name(cfg),
+        "init_weights": init_weights(cfg.MODEL.WEIGHTS),
+        "metrics": metrics,
+        "hardware": hardware or _default_hardware(cfg),
+    }
     meta = _weights_metadata(name, cfg.MODEL.BACKBONE.NAME)
-
-    with staging_dir(release_dir) as staging_path:
-        staging = Path(staging_path)
-        weights_name, weights_data = _stage_weights(staging, model, meta)
-        config_text = packaged_cfg.dump()
-        zoo_config = manifest_path.parent / "configs" / f"{name}.yaml"
-        entry = {
-            "name": name,
-            "detector": _detector_name(cfg),
-            "neck": meta["neck"],
-            "builder": meta["builder"],
-            "config": _config_record(source, zoo_config, config_text, manifest_path),
-            "weights": _weights_record(
-                release_dir, weights_name, weights_data, manifest_path, base_url
-            ),
-            "init_weights": init_weights(cfg.MODEL.WEIGHTS),
-            "metrics": metrics,
-            "hardware": hardware or _default_hardware(cfg),
-            "versions": _versions(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        _stage_release_files(staging, entry, weights_name, config_text)
-        with manifest_lock(manifest_path):
-            data = load_manifest(manifest_path)
-            _check_free(name, manifest_path, release_dir, overwrite)  # another process won?
-            data["models"][name] = entry
-            _install(staging, release_dir, zoo_config, config_text, manifest_path, data)
+    entry = _release(
+        entry,
+        model,
+        meta,
+        packaged_cfg.dump(),
+        source,
+        (manifest_path, release_dir),
+        base_url,
+        overwrite,
+    )
     digest = entry["weights"]["sha256"]
     logger.info(f"Released {name!r} in {release_dir} (sha256 {digest}); manifest {manifest_path}")
     return entry

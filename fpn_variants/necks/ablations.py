@@ -8,6 +8,7 @@ from typing import Dict, List
 
 from ..layers.graph import NodeSpec
 from .fpn import FPN
+from .options import OptionError
 from .specs import (
     bottom_up_pyramid_nodes,
     finest_level_nodes,
@@ -19,7 +20,7 @@ __all__ = ["BottomUpPyramid", "FinestLevelFPN", "SingleScale", "TopDownPyramid"]
 
 
 class _Ablation(FPN):
-    def _detectron2_aliases(self, num_nodes: int, top_block: str) -> Dict[str, str]:
+    def _detectron2_aliases(self, num_nodes: int, num_conv_levels: int) -> Dict[str, str]:
         return {}
 
 
@@ -30,9 +31,9 @@ class SingleScale(_Ablation):
 
     def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:
         if num_inputs != 1:
-            raise ValueError(
-                f"MODEL.FPN.IN_FEATURES={self.in_features} must name exactly one feature for a "
-                "single-scale neck, e.g. ['res4']"
+            raise OptionError(
+                lambda name: f"{name('in_features')}={self.in_features} must name exactly one "
+                "feature for a single-scale neck, e.g. ['res4']"
             )
         return fpn_nodes(1, min_level, fuse_type)
 

@@ -1,29 +1,75 @@
 """BiFPN (Tan et al., "EfficientDet: Scalable and Efficient Object Detection", CVPR 2020, 3)."""
 
+from dataclasses import replace
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 
 from ..layers.graph import NodeSpec
 from ..layers.resample import PoolingEdges
-from .base import (
-    build_bottom_up,
-    check_choice,
+from .options import (
+    OUT_CHANNELS,
+    Names,
+    Option,
+    activation_option,
+    check_group_norm_width,
+    check_pooled_extra_levels,
     check_table_is_read,
-    check_type,
-    pooled_extra_levels,
-    variant_norm,
+    norm_option,
+    pooled_extra_level_options,
 )
 from .specs import bifpn_nodes, custom_nodes, extra_level_nodes, pan_nodes, parse_bifpn_rows
 from .stacked import StackedCellsNeck
 
-__all__ = ["BIFPN_TOPOLOGIES", "BiFPN"]
+__all__ = ["BIFPN_OPTIONS", "BIFPN_TOPOLOGIES", "BiFPN"]
 
 # Named layer topologies: (min_level, max_level, fusion) -> node table.
 BIFPN_TOPOLOGIES = {"bifpn": bifpn_nodes, "pan": pan_nodes}
+
+NUM_EXTRA_LEVELS, EXTRA_LEVEL_TYPE = pooled_extra_level_options("BiFPN")
+NUM_REPEATS = Option(
+    "num_repeats", "BIFPN.NUM_REPEATS", int, 3, "BiFPN layers, each with its own weights",
+    "3 (D0)", minimum=1,
+)  # fmt: skip
+TOPOLOGY = Option(
+    "topology", "BIFPN.TOPOLOGY", str, "bifpn",
+    'node graph of a layer: "bifpn" (automl), "pan" (PANet layout, weighted fusion) or "custom"',
+    '"bifpn"', (*BIFPN_TOPOLOGIES, "custom"),
+)  # fmt: skip
+NODES = Option(
+    "nodes", "BIFPN.NODES", list, (),
+    'with "custom": [[level, [input ids]], ...], ids 0..n-1 = inputs, node k = n+k; a level no '
+    "node writes passes through (a 1x1 conv + norm to the width in the first layer)",
+    "-",
+)  # fmt: skip
+FUSION = Option(
+    "fusion", "BIFPN.FUSION", str, "fast_normalized",
+    'fusion of a node\'s inputs: "fast_normalized", "softmax" or "sum"', '"fast_normalized"',
+    ("fast_normalized", "softmax", "sum"),
+)  # fmt: skip
+SEPARABLE_CONV = Option(
+    "separable_conv", "BIFPN.SEPARABLE_CONV", bool, True,
+    "depthwise-separable (True) or regular 3x3 convs after each fusion", "True",
+)  # fmt: skip
+NORM = norm_option(
+    "BIFPN", "norm of the projections and post-fusion convs; an older config's MODEL.FPN.NORM is "
+    'used while this stays "BN"', '"BN"',
+)  # fmt: skip
+ACTIVATION = activation_option("BIFPN", "swish", 'of the post-fusion block: "swish", "relu" or ""')
+PRE_ACTIVATION = Option(
+    "pre_activation", "BIFPN.PRE_ACTIVATION", bool, True,
+    "act -> conv -> norm (TF reference); False: conv -> norm -> act", "True",
+)  # fmt: skip
+REDUNDANT_BIAS = Option(
+    "redundant_bias", "BIFPN.REDUNDANT_BIAS", bool, True,
+    "conv biases in front of norms, as the TF checkpoints; False: bias only without norm", "True",
+)  # fmt: skip
+BIFPN_OPTIONS = (
+    replace(OUT_CHANNELS, paper="64 (D0)"), NUM_EXTRA_LEVELS, EXTRA_LEVEL_TYPE, NUM_REPEATS,
+    TOPOLOGY, NODES, FUSION, SEPARABLE_CONV, NORM, ACTIVATION, PRE_ACTIVATION, REDUNDANT_BIAS,
+)  # fmt: skip
 
 
 class BiFPN(StackedCellsNeck):
@@ -41,57 +87,40 @@ class BiFPN(StackedCellsNeck):
     (64 channels, 3 layers, EfficientNet-B0 C3-C5) it has effdet's 196,281 parameters.
     """
 
+    options = BIFPN_OPTIONS
+
     @configurable
     def __init__(
         self,
         *,
         bottom_up: Backbone,
         in_features: Sequence[str],
-        out_channels: int = 64,
-        num_extra_levels: int = 2,
-        num_repeats: int = 3,
-        topology: str = "bifpn",
-        nodes: Sequence[Tuple[int, Sequence[int]]] = (),
-        fusion: str = "fast_normalized",
-        separable_conv: bool = True,
-        norm: str = "BN",
+        out_channels: int = OUT_CHANNELS.default,
+        num_extra_levels: int = NUM_EXTRA_LEVELS.default,
+        extra_level_type: str = EXTRA_LEVEL_TYPE.default,
+        num_repeats: int = NUM_REPEATS.default,
+        topology: str = TOPOLOGY.default,
+        nodes: Sequence[Tuple[int, Sequence[int]]] = NODES.default,
+        fusion: str = FUSION.default,
+        separable_conv: bool = SEPARABLE_CONV.default,
+        norm: str = NORM.default,
+        activation: str = ACTIVATION.default,
+        pre_activation: bool = PRE_ACTIVATION.default,
+        redundant_bias: bool = REDUNDANT_BIAS.default,
         norm_eps: Optional[float] = 1e-3,
         norm_momentum: Optional[float] = 0.01,
-        activation: str = "swish",
-        pre_activation: bool = True,
-        redundant_bias: bool = True,
     ):
         """
         Args:
-            bottom_up (Backbone), in_features (list[str]), out_channels (int): as :class:`FPN`.
-            num_extra_levels (int): levels made above the last input (2: P6, P7).
-            num_repeats (int): number of BiFPN layers, each with its own weights.
-            topology (str): "bifpn", "pan" or "custom" (then ``nodes`` gives the layer as
-                (level, input ids) rows, see :func:`fpn_variants.necks.specs.custom_nodes`; a
-                level no row writes passes through, projected to ``out_channels`` by a 1x1 conv
-                + norm in the first layer). ``nodes`` is an error with another topology.
-            fusion (str): "fast_normalized", "softmax" or "sum".
-            separable_conv (bool): depthwise-separable (True) or regular 3x3 post convs.
-            norm (str): norm of the projections and post convs ("BN" in the paper; "" none).
+            bottom_up (Backbone), in_features (list[str]): as :class:`FPN`.
+            out_channels ... redundant_bias: see :data:`BIFPN_OPTIONS` (the README's option
+                table). With ``topology="custom"``, ``nodes`` gives the layer (see
+                :func:`fpn_variants.necks.specs.custom_nodes`).
             norm_eps, norm_momentum (float or None): BN settings (TF: 1e-3 and decay 0.99);
                 None keeps PyTorch's.
-            activation (str): "swish", "relu" or "".
-            pre_activation (bool): act -> conv -> norm (TF) or conv -> norm -> act.
-            redundant_bias (bool): conv biases before norms, as the TF checkpoints.
         """
+        self._check_arguments(locals())
         super().__init__(bottom_up, in_features, out_channels)
-        check_choice("MODEL.BIFPN.TOPOLOGY", topology, [*BIFPN_TOPOLOGIES, "custom"])
-        check_choice("MODEL.BIFPN.FUSION", fusion, ("fast_normalized", "softmax", "sum"))
-        self._check_num_repeats("MODEL.BIFPN.NUM_REPEATS", num_repeats)
-        for key, value in (
-            ("SEPARABLE_CONV", separable_conv),
-            ("PRE_ACTIVATION", pre_activation),
-            ("REDUNDANT_BIAS", redundant_bias),
-        ):
-            check_type(f"MODEL.BIFPN.{key}", value, bool)
-        check_table_is_read("MODEL.BIFPN.NODES", nodes, "MODEL.BIFPN.TOPOLOGY", topology)
-        if num_extra_levels < 0:
-            raise ValueError(f"num_extra_levels={num_extra_levels} must be >= 0")
         max_level = self.input_levels[-1] + num_extra_levels
         table, passthrough = _layer_table(topology, nodes, self.input_levels[0], max_level, fusion)
         norm_args = dict(norm=norm, norm_eps=norm_eps, norm_momentum=norm_momentum)
@@ -119,23 +148,12 @@ class BiFPN(StackedCellsNeck):
         )
 
     @classmethod
-    def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
-        bifpn = cfg.MODEL.BIFPN
-        return {
-            "bottom_up": build_bottom_up(cfg, input_shape),
-            "in_features": cfg.MODEL.FPN.IN_FEATURES,
-            "out_channels": cfg.MODEL.FPN.OUT_CHANNELS,
-            "num_extra_levels": pooled_extra_levels(cfg, "BiFPN"),
-            "num_repeats": bifpn.NUM_REPEATS,
-            "topology": bifpn.TOPOLOGY,
-            "nodes": bifpn.NODES,
-            "fusion": bifpn.FUSION,
-            "separable_conv": bifpn.SEPARABLE_CONV,
-            "norm": variant_norm(cfg, "BIFPN"),
-            "activation": bifpn.ACTIVATION,
-            "pre_activation": bifpn.PRE_ACTIVATION,
-            "redundant_bias": bifpn.REDUNDANT_BIAS,
-        }
+    def _check_together(cls, values: Mapping[str, Any], name: Names) -> None:
+        check_pooled_extra_levels("BiFPN", values, name)
+        check_table_is_read(name("nodes"), values["nodes"], name("topology"), values["topology"])
+        if values["topology"] == "custom":
+            parse_bifpn_rows(values["nodes"], name("nodes"), f"{name('topology')}='custom'")
+        check_group_norm_width(values["norm"], values["out_channels"], name)
 
 
 def _layer_table(

@@ -2,28 +2,31 @@
 Detection", CVPR 2019), following the authors' TF code (TF Model Garden ``nasfpn.py``)."""
 
 from functools import partial
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone
 from torch import nn
 
 from ..layers.fusion import build_fusion
 from ..layers.graph import NodeSpec
 from ..layers.resample import PoolingEdges
-from .base import (
-    build_bottom_up,
-    check_choice,
+from .options import (
+    OUT_CHANNELS,
+    Names,
+    Option,
+    OptionError,
+    activation_option,
+    check_group_norm_width,
+    check_pooled_extra_levels,
     check_table_is_read,
-    check_type,
-    pooled_extra_levels,
-    variant_norm,
+    norm_option,
+    pooled_extra_level_options,
 )
 from .specs import NASFPN_CELL, extra_level_nodes, nasfpn_nodes, parse_nasfpn_rows
 from .stacked import StackedCellsNeck
 
-__all__ = ["NASFPN", "NASFPN_CELLS"]
+__all__ = ["NASFPN", "NASFPN_CELLS", "NASFPN_OPTIONS"]
 
 Block = Tuple[int, str, Sequence[int], bool]
 
@@ -42,6 +45,44 @@ _REFERENCES = {
 }
 
 
+NUM_EXTRA_LEVELS, EXTRA_LEVEL_TYPE = pooled_extra_level_options("NAS-FPN")
+NUM_REPEATS = Option(
+    "num_repeats", "NASFPN.NUM_REPEATS", int, 7, "stacked cells, each with its own weights",
+    "7 (at 256 channels)", minimum=1,
+)  # fmt: skip
+CELL = Option(
+    "cell", "NASFPN.CELL", str, "nasfpn",
+    'cell topology: "nasfpn" (published), "nasfpn_sum" (every merge a sum) or "custom"; named '
+    "cells are defined on P3-P7 and shift with the neck's levels",
+    '"nasfpn"', (*NASFPN_CELLS, "custom"),
+)  # fmt: skip
+BLOCKS = Option(
+    "blocks", "NASFPN.BLOCKS", list, (),
+    'with "custom": [[level, "sum" or "global_attention", [a, b], is_output], ...], ids 0..4 = '
+    "inputs, block k = 5+k; one output block per level",
+    "-",
+)  # fmt: skip
+REFERENCE = Option(
+    "reference", "NASFPN.REFERENCE", str, "tf",
+    '"tf": the authors\' code; "mmdet": mmdetection\'s NASFPN (gate from the finer input, '
+    "average-pooled; 1x1 conv + BN before each extra-level pool; PyTorch BN defaults)",
+    '"tf"', tuple(_REFERENCES),
+)  # fmt: skip
+SEPARABLE_CONV = Option(
+    "separable_conv", "NASFPN.SEPARABLE_CONV", bool, False,
+    "depthwise-separable 3x3 convs in the merge cells", "False",
+)  # fmt: skip
+NORM = norm_option(
+    "NASFPN", "norm of the lateral projections and merge convs; an older config's MODEL.FPN.NORM "
+    'is used while this stays "BN"', '"BN"',
+)  # fmt: skip
+ACTIVATION = activation_option("NASFPN", "relu", 'before each merge conv: "relu", "swish" or ""')
+NASFPN_OPTIONS = (
+    OUT_CHANNELS, NUM_EXTRA_LEVELS, EXTRA_LEVEL_TYPE, NUM_REPEATS, CELL, BLOCKS, REFERENCE,
+    SEPARABLE_CONV, NORM, ACTIVATION,
+)  # fmt: skip
+
+
 class NASFPN(StackedCellsNeck):
     """Stacked NAS-FPN cells of the published topology (:data:`specs.NASFPN_CELL`).
 
@@ -56,53 +97,40 @@ class NASFPN(StackedCellsNeck):
     7 x 256 channels over ResNet-50 C3-C5; TF reference: 29,858,816).
     """
 
+    options = NASFPN_OPTIONS
+
     @configurable
     def __init__(
         self,
         *,
         bottom_up: Backbone,
         in_features: Sequence[str],
-        out_channels: int = 256,
-        num_extra_levels: int = 2,
-        num_repeats: int = 7,
-        cell: str = "nasfpn",
-        blocks: Sequence[Block] = (),
-        reference: str = "tf",
-        separable_conv: bool = False,
-        norm: str = "BN",
-        activation: str = "relu",
+        out_channels: int = OUT_CHANNELS.default,
+        num_extra_levels: int = NUM_EXTRA_LEVELS.default,
+        extra_level_type: str = EXTRA_LEVEL_TYPE.default,
+        num_repeats: int = NUM_REPEATS.default,
+        cell: str = CELL.default,
+        blocks: Sequence[Block] = BLOCKS.default,
+        reference: str = REFERENCE.default,
+        separable_conv: bool = SEPARABLE_CONV.default,
+        norm: str = NORM.default,
+        activation: str = ACTIVATION.default,
     ):
         """
         Args:
-            bottom_up (Backbone), in_features (list[str]), out_channels (int): as :class:`FPN`.
-            num_extra_levels (int): levels made above the last input by max-pooling.
-            num_repeats (int): number of stacked cells, each with its own weights.
-            cell (str): a name of :data:`NASFPN_CELLS` (shifted to the neck's lowest level), or
-                "custom" for ``blocks``: (level, "sum" | "global_attention", (a, b), is_output)
-                rows with absolute levels; ids 0..n-1 are the cell inputs, block k gets n + k;
-                one output block per level (:func:`~fpn_variants.necks.specs.parse_nasfpn_rows`).
-                ``blocks`` is an error with a named cell.
-            reference (str): "tf" (authors' code) or "mmdet" (mmdetection's NASFPN).
-            separable_conv (bool): depthwise-separable 3x3 convs in the merge cells.
-            norm (str): norm of the projections and merge convs ("BN" in the paper).
-            activation (str): activation before each merge conv ("relu").
+            bottom_up (Backbone), in_features (list[str]): as :class:`FPN`.
+            out_channels ... activation: see :data:`NASFPN_OPTIONS` (the README's option
+                table). With ``cell="custom"``, ``blocks`` are (level, "sum" |
+                "global_attention", (a, b), is_output) rows with absolute levels; ids 0..n-1 are
+                the cell inputs, block k gets n + k; one output block per level
+                (:func:`~fpn_variants.necks.specs.parse_nasfpn_rows`).
         """
+        self._check_arguments(locals())
         super().__init__(bottom_up, in_features, out_channels)
-        check_choice("MODEL.NASFPN.CELL", cell, [*NASFPN_CELLS, "custom"])
-        check_choice("MODEL.NASFPN.REFERENCE", reference, list(_REFERENCES))
-        self._check_num_repeats("MODEL.NASFPN.NUM_REPEATS", num_repeats)
-        check_type("MODEL.NASFPN.SEPARABLE_CONV", separable_conv, bool)
-        check_table_is_read("MODEL.NASFPN.BLOCKS", blocks, "MODEL.NASFPN.CELL", cell)
         ref = _REFERENCES[reference]
         eps, momentum = ref["bn"]
         min_level = self.input_levels[0]
         levels = list(range(min_level, self.input_levels[-1] + num_extra_levels + 1))
-        n = len(self.in_features)
-        laterals = [
-            NodeSpec(level=lvl, inputs=(i,), is_output=True, post=False)
-            for i, lvl in enumerate(self.input_levels)
-        ]
-        extra = extra_level_nodes(2 * n - 1, self.input_levels[-1], 2 * n, num_extra_levels)
         lateral_edges = PoolingEdges(
             norm=norm,
             norm_eps=eps,
@@ -111,7 +139,7 @@ class NASFPN(StackedCellsNeck):
             always_project=reference == "mmdet",
         )
         self._build_cells(
-            stem_nodes=laterals + extra,
+            stem_nodes=_stem_nodes(self.input_levels, num_extra_levels),
             stem_edges=lateral_edges,
             cell_nodes=nasfpn_nodes(_cell_blocks(cell, blocks, levels), levels),
             cell_edges=PoolingEdges(),
@@ -129,21 +157,22 @@ class NASFPN(StackedCellsNeck):
         )
 
     @classmethod
-    def from_config(cls, cfg, input_shape: ShapeSpec) -> Dict:
-        nasfpn = cfg.MODEL.NASFPN
-        return {
-            "bottom_up": build_bottom_up(cfg, input_shape),
-            "in_features": cfg.MODEL.FPN.IN_FEATURES,
-            "out_channels": cfg.MODEL.FPN.OUT_CHANNELS,
-            "num_extra_levels": pooled_extra_levels(cfg, "NAS-FPN"),
-            "num_repeats": nasfpn.NUM_REPEATS,
-            "cell": nasfpn.CELL,
-            "blocks": nasfpn.BLOCKS,
-            "reference": nasfpn.REFERENCE,
-            "separable_conv": nasfpn.SEPARABLE_CONV,
-            "norm": variant_norm(cfg, "NASFPN"),
-            "activation": nasfpn.ACTIVATION,
-        }
+    def _check_together(cls, values: Mapping[str, Any], name: Names) -> None:
+        check_pooled_extra_levels("NAS-FPN", values, name)
+        check_table_is_read(name("blocks"), values["blocks"], name("cell"), values["cell"])
+        if values["cell"] == "custom":
+            parse_nasfpn_rows(values["blocks"], name("blocks"), f"{name('cell')}='custom'")
+        check_group_norm_width(values["norm"], values["out_channels"], name)
+
+
+def _stem_nodes(input_levels: List[int], num_extra_levels: int) -> List[NodeSpec]:
+    """Each input's lateral projection (ids n..2n-1), then the extra levels over the last."""
+    n = len(input_levels)
+    laterals = [
+        NodeSpec(level=lvl, inputs=(i,), is_output=True, post=False)
+        for i, lvl in enumerate(input_levels)
+    ]
+    return laterals + extra_level_nodes(2 * n - 1, input_levels[-1], 2 * n, num_extra_levels)
 
 
 def _cell_blocks(cell: str, blocks: Sequence[Block], levels: List[int]) -> List[Block]:
@@ -151,11 +180,11 @@ def _cell_blocks(cell: str, blocks: Sequence[Block], levels: List[int]) -> List[
     if cell == "custom":
         return parse_nasfpn_rows(blocks)
     if len(levels) != 5:
-        raise ValueError(
-            f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
-            f"{len(levels)}: levels {levels}; change MODEL.FPN.IN_FEATURES or "
-            "MODEL.FPN.NUM_EXTRA_LEVELS, or write a cell for them (MODEL.NASFPN.CELL 'custom' "
-            "and MODEL.NASFPN.BLOCKS)"
+        raise OptionError(
+            lambda name: f"the {cell!r} cell is defined on 5 levels (P3-P7), but this neck has "
+            f"{len(levels)}: levels {levels}; change {name('in_features')} or "
+            f"{name('num_extra_levels')}, or write a cell for them ({name('cell')} 'custom' and "
+            f"{name('blocks')})"
         )
     return [(lvl - 3 + levels[0], op, ab, out) for lvl, op, ab, out in NASFPN_CELLS[cell]]
 

@@ -10,11 +10,13 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from ..layers.graph import NodeSpec
+from .options import OptionError
 
 __all__ = [
     "BIFPN_ROW",
     "NASFPN_CELL",
     "NASFPN_ROW",
+    "PANET_ORDERINGS",
     "bifpn_nodes",
     "bottom_up_pyramid_nodes",
     "custom_nodes",
@@ -34,6 +36,9 @@ BIFPN_ROW = "[level, [input ids]], e.g. [4, [1, 2]]"
 NASFPN_ROW = (
     "[level, 'sum' or 'global_attention', [id a, id b], is_output], e.g. [4, 'sum', [1, 5], True]"
 )
+
+# PANet's path orderings (:func:`panet_nodes`); PANet's ``ordering`` option checks the name.
+PANET_ORDERINGS = ("official", "mmdet")
 
 # The NAS-FPN cell found by the architecture search (Ghiasi et al. 2019, figure 7f), as published
 # in TF Model Garden `official/vision/modeling/decoders/nasfpn.py` (NASFPN_BLOCK_SPECS):
@@ -80,8 +85,6 @@ def panet_nodes(
     downsampled. ``ordering="mmdet"`` follows mmdetection's PAFPN: the running sum
     M_{l+1} = down(M_l) + P_{l+1} is downsampled before its 3x3 conv, N_l = conv3x3(M_l).
     """
-    if ordering not in ("official", "mmdet"):
-        raise ValueError(f"ordering={ordering!r} is not one of ['official', 'mmdet']")
     nodes = fpn_nodes(num_inputs, min_level, fusion)
     max_level = min_level + num_inputs - 1
     fpn_out = {min_level + i: 2 * num_inputs + i for i in range(num_inputs)}
@@ -149,18 +152,22 @@ def _two_way_nodes(
     return nodes
 
 
-def parse_bifpn_rows(rows: Any) -> List[Tuple[int, Tuple[int, ...]]]:
-    """Check the form of ``MODEL.BIFPN.NODES`` (rows ``[level, [input ids]]``) and return them as
-    tuples. Raises ValueError naming the row and what a valid row looks like."""
-    switch = "MODEL.BIFPN.TOPOLOGY='custom'"
-    return _checked_rows(rows, "MODEL.BIFPN.NODES", switch, BIFPN_ROW, [_LEVEL, _INPUTS])
+def parse_bifpn_rows(
+    rows: Any, key: str = "MODEL.BIFPN.NODES", switch: str = "MODEL.BIFPN.TOPOLOGY='custom'"
+) -> List[Tuple[int, Tuple[int, ...]]]:
+    """Check the form of the custom BiFPN table ``key`` (rows ``[level, [input ids]]``, read under
+    ``switch``) and return them as tuples. Raises ValueError naming the row and what a valid row
+    looks like."""
+    return _checked_rows(rows, key, switch, BIFPN_ROW, [_LEVEL, _INPUTS])
 
 
-def parse_nasfpn_rows(rows: Any) -> List[Tuple[int, str, Tuple[int, ...], bool]]:
-    """Check the form of ``MODEL.NASFPN.BLOCKS`` (rows ``[level, fusion, [input ids],
-    is_output]``) and return them as tuples. A "global_attention" merges exactly 2 inputs, a
-    "sum" one or more. Raises ValueError naming the row and what a valid row looks like."""
-    key, switch = "MODEL.NASFPN.BLOCKS", "MODEL.NASFPN.CELL='custom'"
+def parse_nasfpn_rows(
+    rows: Any, key: str = "MODEL.NASFPN.BLOCKS", switch: str = "MODEL.NASFPN.CELL='custom'"
+) -> List[Tuple[int, str, Tuple[int, ...], bool]]:
+    """Check the form of the custom NAS-FPN cell ``key`` (rows ``[level, fusion, [input ids],
+    is_output]``, read under ``switch``) and return them as tuples. A "global_attention" merges
+    exactly 2 inputs, a "sum" one or more. Raises ValueError naming the row and what a valid row
+    looks like."""
     fusion = (
         lambda v: v in ("sum", "global_attention"),
         "the fusion must be 'sum' or 'global_attention'",
@@ -224,43 +231,44 @@ def _plain(row: Any) -> Any:
     return row
 
 
-def _check_sources(key: str, k: int, row: Any, sources: Sequence[int], levels: Sequence[int]):
-    """Raise ValueError if row ``k`` of a table over ``levels`` (its inputs) reads a feature that
-    does not exist before it."""
+def _check_sources(arg: str, k: int, row: Any, sources: Sequence[int], levels: Sequence[int]):
+    """Raise OptionError if row ``k`` of the table ``arg`` over ``levels`` (its inputs) reads a
+    feature that does not exist before it."""
     n = len(levels)
     for source in sources:
         if not 0 <= source < n + k:
-            raise ValueError(
-                f"{key}[{k}]={_plain(row)!r} reads feature {source}, but only ids 0..{n + k - 1} "
-                f"exist before it (0..{n - 1}: the inputs P{levels[0]}..P{levels[-1]}, row j: "
-                f"{n} + j)"
+            raise OptionError(
+                lambda name: f"{name(arg)}[{k}]={_plain(row)!r} reads feature {source}, but only "
+                f"ids 0..{n + k - 1} exist before it (0..{n - 1}: the inputs "
+                f"P{levels[0]}..P{levels[-1]}, row j: {n} + j)"
             )
 
 
-def _check_level(key: str, k: int, row: Any, level: int, levels: Sequence[int]) -> None:
+def _check_level(arg: str, k: int, row: Any, level: int, levels: Sequence[int]) -> None:
     if level not in levels:
-        raise ValueError(
-            f"{key}[{k}]={_plain(row)!r} has level {level}, outside the neck's levels "
-            f"{levels[0]}..{levels[-1]}"
+        raise OptionError(
+            lambda name: f"{name(arg)}[{k}]={_plain(row)!r} has level {level}, outside the "
+            f"neck's levels {levels[0]}..{levels[-1]}"
         )
 
 
 def custom_nodes(
     table: Sequence[Tuple[int, Sequence[int]]], min_level: int, max_level: int, fusion: str
 ) -> Tuple[List[NodeSpec], List[int]]:
-    """A node table from (level, inputs) rows (``MODEL.BIFPN.NODES``, see
+    """A node table from (level, inputs) rows (BiFPN's ``nodes``, ``MODEL.BIFPN.NODES``, see
     :func:`parse_bifpn_rows`) over inputs P_min..P_max (ids 0..n-1).
 
     The latest feature of each level is the output at that level. Returns the nodes and the
-    input ids that pass through unchanged (levels no node writes to). Raises ValueError for a
-    row at a level outside min..max or reading a feature that does not exist before it.
+    input ids that pass through unchanged (levels no node writes to). Raises OptionError (naming
+    ``nodes``) for a row at a level outside min..max or reading a feature that does not exist
+    before it.
     """
     levels = list(range(min_level, max_level + 1))
     num_inputs = len(levels)
     latest = {level: i for i, level in enumerate(levels)}
     for k, (level, inputs) in enumerate(table):
-        _check_level("MODEL.BIFPN.NODES", k, (level, inputs), level, levels)
-        _check_sources("MODEL.BIFPN.NODES", k, (level, inputs), inputs, levels)
+        _check_level("nodes", k, (level, inputs), level, levels)
+        _check_sources("nodes", k, (level, inputs), inputs, levels)
         latest[level] = num_inputs + k
     outputs = set(latest.values())
     nodes = [
@@ -282,11 +290,11 @@ def nasfpn_nodes(
 
     Applies the authors' rule (TF Model Garden ``_build_feature_pyramid``): an output block also
     adds every earlier feature of its level that no block has consumed yet, as a residual.
-    Raises ValueError (naming ``MODEL.NASFPN.BLOCKS``) for a block at a level outside
+    Raises OptionError (naming NAS-FPN's ``blocks``) for a block at a level outside
     ``input_levels`` or reading a feature that does not exist before it, and unless the output
     blocks are one per level (they are the next cell's inputs).
     """
-    key = "MODEL.NASFPN.BLOCKS"
+    key = "blocks"
     levels = list(input_levels)
     consumed = [False] * len(levels)
     nodes = []
@@ -316,8 +324,8 @@ def nasfpn_nodes(
     missing = [lvl for lvl in input_levels if outputs[lvl] == 0]
     several = [lvl for lvl in input_levels if outputs[lvl] > 1]
     if missing or several:
-        raise ValueError(
-            f"{key}: a cell needs one output block (is_output True) per level "
+        raise OptionError(
+            lambda name: f"{name(key)}: a cell needs one output block (is_output True) per level "
             f"{input_levels[0]}..{input_levels[-1]}; levels without one: {missing}, levels with "
             f"several: {several}"
         )

@@ -8,7 +8,7 @@ from torch import nn
 from ..layers.conv import build_conv
 from ..layers.fusion import build_fusion
 from ..layers.graph import EdgeSpec, FusionGraph, NodeSpec
-from .base import PyramidNeck, check_type
+from .base import PyramidNeck
 
 __all__ = ["StackedCellsNeck"]
 
@@ -27,12 +27,6 @@ class StackedCellsNeck(PyramidNeck):
 
     Subclasses check their arguments, make the tables and call :meth:`_build_cells`.
     """
-
-    @staticmethod
-    def _check_num_repeats(key: str, num_repeats: int) -> None:
-        check_type(key, num_repeats, int)
-        if num_repeats < 1:
-            raise ValueError(f"{key}={num_repeats} must be at least 1")
 
     def _build_cells(
         self,

@@ -37,7 +37,8 @@ model = L(GeneralizedRCNN)(
         ),
         in_features="${.bottom_up.out_features}",
         out_channels=256,
-        top_block="maxpool",  # P6 = stride-2 subsampling of P5
+        num_extra_levels=1,  # P6 = stride-2 subsampling of P5
+        extra_level_type="maxpool",
     ),
     proposal_generator=L(RPN)(
         in_features=[f"p{lvl}" for lvl in _RPN_LEVELS],

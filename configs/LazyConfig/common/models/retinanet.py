@@ -30,7 +30,8 @@ model = L(RetinaNet)(
         ),
         in_features="${.bottom_up.out_features}",
         out_channels=256,
-        top_block="p6p7",  # P6 from res5 by a stride-2 conv, P7 from P6
+        num_extra_levels=2,  # P6 from res5 by a stride-2 conv, P7 from P6
+        extra_level_type="conv",
     ),
     head=L(RetinaNetHead)(
         # One shape per level: a BN head has one set of statistics per level.
