@@ -22,6 +22,7 @@ import copy
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from typing import Dict, List
@@ -29,18 +30,20 @@ from typing import Dict, List
 import torch
 from detectron2.modeling import build_backbone
 
+from fpn_variants.analysis import interleaved_latency
 from fpn_variants.comparison import PAPER_NECKS, Recipe, cells_from_template
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.data import SyntheticSpec, generate_synthetic_dataset
 from fpn_variants.engine import Trainer
 from fpn_variants.io import atomic_write_text
+from fpn_variants.peer_pairs import COST_ONLY, PAIRS, max_rel_diff
 
 DETECTORS = ("faster_rcnn", "retinanet", "mask_rcnn")
 TEMPLATE = "configs/Synthetic/{detector}_R18_{neck}.yaml"
 # Small and short: this checks that everything runs and agrees, it does not train models.
 QUICK = [
     "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "MODEL.FPN.OUT_CHANNELS", "32",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "MODEL.FPN.OUT_CHANNELS", "64",
 ]  # fmt: skip
 
 
@@ -99,6 +102,51 @@ def agreement(cell, recipe: Recipe, device: str, size: int = 256) -> Dict:
     return {"cell": cell.name, "max_rel_diff": max(diffs.values()), "levels": diffs}
 
 
+def _synchronized(fn, device: str):
+    """``fn`` followed by a wait for the device's queued kernels (CUDA)."""
+
+    def call():
+        out = fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        return out
+
+    return call
+
+
+def time_pair(name: str, device: str, repeats: int) -> Dict:
+    """Median forward (eval, no grad) and forward + backward (train) times of our neck and the
+    peer's on ``device``, in turns, synchronised after each call; their ratios ours / peer."""
+    try:
+        pair = PAIRS[name]().to(device)
+    except ImportError as e:
+        return {"pair": name, "skipped": f"peer not installed: {e}"}
+    pair.ours.eval()
+    pair.peer.eval()
+    calls = {"ours": pair.ours_call, "peer": pair.peer_call}
+    with torch.no_grad():
+        diff = None if name in COST_ONLY else max_rel_diff(pair.ours_call(), pair.peer_call())
+        forward = interleaved_latency(
+            {k: _synchronized(f, device) for k, f in calls.items()}, repeats
+        )
+    pair.ours.train()
+    pair.peer.train()
+    steps = pair.training_steps()
+    train = interleaved_latency({k: _synchronized(f, device) for k, f in steps.items()}, repeats)
+    ms = {
+        f"{kind}_{who}_ms": stats[who]["median"] * 1e3
+        for kind, stats in (("forward", forward), ("train", train))
+        for who in ("ours", "peer")
+    }
+    return {
+        "pair": name,
+        "max_rel_diff": diff,
+        **ms,
+        "forward_ratio": forward["ours"]["median"] / forward["peer"]["median"],
+        "train_ratio": train["ours"]["median"] / train["peer"]["median"],
+    }
+
+
 def _report(results: Dict) -> str:
     lines = [f"# GPU check on {results['device']}", "", f"Command: `{results['command']}`", ""]
     lines += ["## Training", "", "| cell | AMP | first loss | last loss | finite | s / it |"]
@@ -111,6 +159,23 @@ def _report(results: Dict) -> str:
     lines += ["", f"## {results['device']} against the CPU (same weights, same image)", ""]
     lines += ["| cell | max relative difference |", "|---|---|"]
     lines += [f"| {r['cell']} | {r['max_rel_diff']:.1e} |" for r in results["agreement"]]
+    lines += ["", "## Necks against the peers (batch 1; median of interleaved, synchronised runs)"]
+    lines += [
+        "",
+        "| pair | forward ours / peer (ms) | ratio | forward + backward ours / peer (ms) ",
+    ]
+    lines[-1] += "| ratio | max rel. diff |"
+    lines += ["|---|---|---|---|---|---|"]
+    for r in results["timing"]:
+        if "skipped" in r:
+            lines.append(f"| {r['pair']} | {r['skipped']} | – | – | – | – |")
+            continue
+        diff = "not the same function" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.0e}"
+        lines.append(
+            f"| {r['pair']} | {r['forward_ours_ms']:.1f} / {r['forward_peer_ms']:.1f} | "
+            f"{r['forward_ratio']:.2f} | {r['train_ours_ms']:.1f} / {r['train_peer_ms']:.1f} | "
+            f"{r['train_ratio']:.2f} | {diff} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -119,9 +184,11 @@ def main(argv=None) -> Dict:
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:1, cpu")
     parser.add_argument("--out", default="output/gpu_check")
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="128 px, 32-channel necks")
+    parser.add_argument("--quick", action="store_true", help="128 px, 64-channel necks")
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
     parser.add_argument("--necks", nargs="+", default=list(PAPER_NECKS))
+    parser.add_argument("--pairs", nargs="*", default=list(PAIRS), help="benchmark pairs to time")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per neck")
     args = parser.parse_args(argv)
     quiet_upstream_warnings()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -130,7 +197,9 @@ def main(argv=None) -> Dict:
     cells = cells_from_template(TEMPLATE, args.detectors, args.necks)
     results = {
         "device": torch.cuda.get_device_name(args.device) if "cuda" in args.device else "CPU",
-        "command": "python tools/gpu_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": shlex.join(
+            ["python", "tools/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "training": [
             train_cell(cell, recipe, args.out, args.iterations, amp)
             for cell in cells
@@ -139,6 +208,7 @@ def main(argv=None) -> Dict:
         "agreement": [
             agreement(c, recipe, args.device) for c in cells if c.detector != "mask_rcnn"
         ],
+        "timing": [time_pair(name, args.device, args.repeats) for name in args.pairs],
     }
     atomic_write_text(os.path.join(args.out, "gpu_check.json"), json.dumps(results, indent=2))
     atomic_write_text(os.path.join(args.out, "gpu_check.md"), _report(results))
