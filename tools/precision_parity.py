@@ -82,8 +82,13 @@ def _format(difference: PairedDifference) -> str:
 
 
 def render(rows: List[Dict], baseline: str, fast: str) -> str:
+    commits = sorted(
+        {r.git_commit for folder in (baseline, fast) for r in read_ledger([folder])[0]}
+    )
     lines = [
-        f"Fast recipe ({fast}) minus baseline ({baseline}), paired by seed: mean [95% interval].",
+        f"Fast recipe ({fast}) minus baseline ({baseline}), paired by seed: mean [95% interval]. "
+        f"Runs made at commit {', '.join(commits)} by `make parity`; this table by "
+        f"`python tools/precision_parity.py {baseline} {fast}`.",
         "",
         "| detector | neck | seeds | AP difference | AP_S difference | verdict |",
         "|---|---|---|---|---|---|",
