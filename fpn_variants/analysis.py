@@ -7,7 +7,7 @@ matmuls, upsampling, pooling are among them; element-wise ops are not).
 
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple, Union
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -20,6 +20,7 @@ __all__ = [
     "interleaved_latency",
     "latency_stats",
     "roofline_conv",
+    "synchronized",
 ]
 
 
@@ -78,6 +79,23 @@ def interleaved_latency(
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: latency_stats(t) for name, t in times.items()}
+
+
+def synchronized(
+    fn: Callable[[], object], device: Union[str, torch.device]
+) -> Callable[[], object]:
+    """``fn`` followed by a wait for the device's queued kernels (CUDA), so a timer around it
+    measures the work and not its launch."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return fn
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return call
 
 
 def roofline_conv(channels: int = 256, size: int = 100) -> Tuple[Callable[[], Tensor], int]:

@@ -30,7 +30,7 @@ from typing import Dict, List
 import torch
 from detectron2.modeling import build_backbone
 
-from fpn_variants.analysis import interleaved_latency
+from fpn_variants.analysis import interleaved_latency, synchronized
 from fpn_variants.comparison import PAPER_NECKS, Recipe, cells_from_template
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.data import SyntheticSpec, generate_synthetic_dataset
@@ -102,18 +102,6 @@ def agreement(cell, recipe: Recipe, device: str, size: int = 256) -> Dict:
     return {"cell": cell.name, "max_rel_diff": max(diffs.values()), "levels": diffs}
 
 
-def _synchronized(fn, device: str):
-    """``fn`` followed by a wait for the device's queued kernels (CUDA)."""
-
-    def call():
-        out = fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
-        return out
-
-    return call
-
-
 def time_pair(name: str, device: str, repeats: int) -> Dict:
     """Median forward (eval, no grad) and forward + backward (train) times of our neck and the
     peer's on ``device``, in turns, synchronised after each call; their ratios ours / peer."""
@@ -127,12 +115,12 @@ def time_pair(name: str, device: str, repeats: int) -> Dict:
     with torch.no_grad():
         diff = None if name in COST_ONLY else max_rel_diff(pair.ours_call(), pair.peer_call())
         forward = interleaved_latency(
-            {k: _synchronized(f, device) for k, f in calls.items()}, repeats
+            {k: synchronized(f, device) for k, f in calls.items()}, repeats
         )
     pair.ours.train()
     pair.peer.train()
     steps = pair.training_steps()
-    train = interleaved_latency({k: _synchronized(f, device) for k, f in steps.items()}, repeats)
+    train = interleaved_latency({k: synchronized(f, device) for k, f in steps.items()}, repeats)
     ms = {
         f"{kind}_{who}_ms": stats[who]["median"] * 1e3
         for kind, stats in (("forward", forward), ("train", train))

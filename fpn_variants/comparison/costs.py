@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import resource
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 from detectron2.config import CfgNode, get_cfg
@@ -21,7 +21,13 @@ from detectron2.utils.analysis import FlopCountAnalysis
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-from ..analysis import count_flops, count_neck_flops, count_parameters, interleaved_latency
+from ..analysis import (
+    count_flops,
+    count_neck_flops,
+    count_parameters,
+    interleaved_latency,
+    synchronized,
+)
 from ..config import add_fpn_variants_config
 from ..console import quiet_upstream_warnings
 from ..engine import Trainer
@@ -51,20 +57,6 @@ def _sample_image(cfg: CfgNode) -> Dict:
     return next(iter(loader))[0]
 
 
-def _synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
-    """``fn`` followed by a wait for the device's queued kernels (CUDA), so a timer around it
-    measures the work and not its launch."""
-    if device.type != "cuda":
-        return fn
-
-    def call():
-        out = fn()
-        torch.cuda.synchronize(device)
-        return out
-
-    return call
-
-
 def _inference_dtype(cfg: CfgNode) -> torch.dtype:
     """The dtype the config evaluates in: its AMP precision with TEST.AMP.ENABLED, else
     float32 (optimize_for_inference runs float32 or bfloat16)."""
@@ -87,8 +79,8 @@ def measure_costs(cfg: CfgNode, config_hash: str, detector: str, neck: str, repe
         fast = optimize_for_inference(model, dtype=_inference_dtype(cfg))
         stats = interleaved_latency(
             {
-                "neck": _synchronized(lambda: fast.backbone.forward_neck(features), device),
-                "model": _synchronized(lambda: fast([sample]), device),
+                "neck": synchronized(lambda: fast.backbone.forward_neck(features), device),
+                "model": synchronized(lambda: fast([sample]), device),
             },
             repeats=repeats,
         )
@@ -147,14 +139,14 @@ def _train_steps_in_child(cfg_yaml: str, batch: List[Dict], steps: int, threads:
     with EventStorage(0):
         for step in range(steps + 1):
             if step == 1:  # the first step allocates optimizer state and warms kernels up
-                _synchronized(lambda: None, device)()
+                synchronized(lambda: None, device)()
                 start = time.perf_counter()
             with autocast:  # SOLVER.AMP.ENABLED: the training steps' precision
                 losses = model(batch)
             optimizer.zero_grad()
             sum(losses.values()).backward()
             optimizer.step()
-    _synchronized(lambda: None, device)()
+    synchronized(lambda: None, device)()
     elapsed = time.perf_counter() - start
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20

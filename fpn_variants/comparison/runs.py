@@ -17,17 +17,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import detectron2
 import torch
 
 from ..engine import EVAL_RESULTS, RUN_LOCK
 from ..io import FileLock, LockHeldError, atomic_write_text
 from ..model_zoo.metrics import read_metrics_file, read_training_metrics
+from ..model_zoo.packaging import git_commit, versions
 from .records import Evaluation, RunRecord
 
 __all__ = ["RunFailedError", "RunSpec", "execute", "record_of", "train_net_args"]
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONSOLE_LOG = "console.log"
 # Held by the launcher process that executes a run, from its start to its record.
 LAUNCHER_LOCK = ".launcher.lock"
@@ -164,20 +163,29 @@ def _failure(spec: RunSpec, returncode: int, log_path: str, lines: int = 15) -> 
     )
 
 
-def _history(metrics_file: str) -> List[Evaluation]:
-    """The evaluations logged in a Detectron2 metrics.json, with the iterations trained before
-    each (a periodic evaluation is logged at the index of its last iteration)."""
-    evaluations = []
+def _metrics_lines(metrics_file: str) -> List[Dict]:
+    """The JSON objects of a Detectron2 metrics.json, one per line (a line cut by an interrupted
+    run is skipped)."""
+    entries = []
     with open(metrics_file, encoding="utf-8") as f:
         for line in f:
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:  # cut by an interrupted run
+            except json.JSONDecodeError:
                 continue
-            if isinstance(entry, dict) and any(str(k).endswith("/AP") for k in entry):
-                tasks = _tasks(entry)
-                evaluations.append(Evaluation(int(entry.get("iteration", 0)) + 1, tasks))
-    return evaluations
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
+
+
+def _history(entries: List[Dict]) -> List[Evaluation]:
+    """The evaluations among metrics.json's entries, with the iterations trained before each (a
+    periodic evaluation is logged at the index of its last iteration)."""
+    return [
+        Evaluation(int(entry.get("iteration", 0)) + 1, _tasks(entry))
+        for entry in entries
+        if any(str(k).endswith("/AP") for k in entry)
+    ]
 
 
 def _tasks(entry: Dict) -> Dict[str, Dict[str, Optional[float]]]:
@@ -189,15 +197,9 @@ def _tasks(entry: Dict) -> Dict[str, Dict[str, Optional[float]]]:
     return tasks
 
 
-def _last(metrics_file: str, key: str) -> Optional[float]:
-    value = None
-    with open(metrics_file, encoding="utf-8") as f:
-        for line in f:
-            try:
-                value = json.loads(line).get(key, value)
-            except (json.JSONDecodeError, AttributeError):
-                continue
-    return value
+def _last(entries: List[Dict], key: str) -> Optional[float]:
+    """The last value of ``key`` among metrics.json's entries (None if never logged)."""
+    return next((e[key] for e in reversed(entries) if key in e), None)
 
 
 def record_of(spec: RunSpec) -> RunRecord:
@@ -207,12 +209,12 @@ def record_of(spec: RunSpec) -> RunRecord:
         evaluations, train_time, speed = [Evaluation(spec.iterations, metrics)], None, None
     else:
         metrics_file = os.path.join(spec.output_dir, "metrics.json")
-        evaluations = _history(metrics_file)
-        final = read_training_metrics(metrics_file)
+        entries = _metrics_lines(metrics_file)
+        evaluations = _history(entries)
         if evaluations:  # the final evaluation is logged at MAX_ITER
-            evaluations[-1] = Evaluation(spec.iterations, final)
-        train_time = _last(metrics_file, "train_time_s")
-        speed = _last(metrics_file, "train_images_per_s")
+            evaluations[-1] = Evaluation(spec.iterations, read_training_metrics(metrics_file))
+        train_time = _last(entries, "train_time_s")
+        speed = _last(entries, "train_images_per_s")
     return RunRecord(
         detector=spec.detector,
         neck=spec.neck,
@@ -227,8 +229,8 @@ def record_of(spec: RunSpec) -> RunRecord:
         train_time_s=train_time,
         train_images_per_s=speed,
         device=_device(spec),
-        versions=_versions(),
-        git_commit=_git_commit(),
+        versions={k: v for k, v in versions().items() if k != "fpn_variants_git"},
+        git_commit=git_commit() or "",
         host=socket.gethostname(),
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -239,30 +241,3 @@ def _device(spec: RunSpec) -> str:
         name = torch.cuda.get_device_name(0)
         return f"{spec.num_machines} x {spec.num_gpus} x {name}"
     return f"CPU ({platform.processor() or platform.machine()}), {spec.threads} thread(s)"
-
-
-def _versions() -> Dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "detectron2": detectron2.__version__,
-    }
-
-
-def _git_commit() -> str:
-    """HEAD of the repository the package runs from (+"-dirty" with uncommitted changes)."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", _REPO, "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", _REPO, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return head + ("-dirty" if dirty else "")

@@ -34,7 +34,7 @@ from .manifest import (
 from .metrics import read_costs, read_metrics_file, read_training_metrics
 from .weights import META_KEY, load_state, read_training_state
 
-__all__ = ["DEFAULT_RELEASES_DIR", "package"]
+__all__ = ["DEFAULT_RELEASES_DIR", "git_commit", "package", "versions"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _detector_name(cfg: CfgNode) -> str:
     return arch
 
 
-def _git_commit() -> Optional[str]:
+def git_commit() -> Optional[str]:
     """Short HEAD commit of the repository, "-dirty" with uncommitted changes; None if no git."""
     try:
         run = dict(cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
@@ -61,12 +61,13 @@ def _git_commit() -> Optional[str]:
     return commit + ("-dirty" if dirty.stdout.strip() else "") if commit else None
 
 
-def _versions() -> Dict[str, Optional[str]]:
+def versions() -> Dict[str, Optional[str]]:
+    """Versions of torch, Detectron2, this package (and its git commit) and Python."""
     return {
         "torch": torch.__version__,
         "detectron2": detectron2.__version__,
         "fpn_variants": __version__,
-        "fpn_variants_git": _git_commit(),
+        "fpn_variants_git": git_commit(),
         "python": platform.python_version(),
     }
 
@@ -148,7 +149,7 @@ def _release(
             "init_weights": entry["init_weights"],
             "metrics": entry["metrics"],
             "hardware": entry["hardware"],
-            "versions": _versions(),
+            "versions": versions(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         _stage_release_files(staging, entry, weights_name, config_text)
