@@ -5,9 +5,10 @@
                                   [--bench-train output/bench_train]
 
 - between ``<!-- compare:begin -->`` and ``<!-- compare:end -->``: ``table.md`` of a
-  ``tools/compare.py`` run (the reference comparison, ``make reference``), plus its plots copied
-  to ``docs/images/``; the same table and every run's AP per seed between
-  ``<!-- reference:begin -->`` and ``<!-- reference:end -->`` of docs/reference_comparison.md;
+  ``tools/compare.py`` run (the 1-epoch reference comparison,
+  ``benchmarks/reference_comparison.sh``), plus its plots copied to ``docs/images/``; the same
+  table and every run's AP per seed between ``<!-- reference:begin -->`` and
+  ``<!-- reference:end -->`` of docs/reference_comparison.md;
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
   ``benchmarks/bench_necks.py`` (``results.json``);
 - between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of

@@ -18,10 +18,21 @@ from ..config import add_fpn_variants_config
 from ..io import atomic_write_text
 from ..plots import CostPoint, SizeBars, plot_ap_by_size, plot_ap_vs_cost, plot_learning_curves
 from ..visualize import render_predictions_grid
-from .cells import DETECTORS
+from .cells import DETECTORS, NECKS
+from .records import RunRecord
 from .stats import BASELINE, LATE_FRACTION, CellSummary, MetricSummary
 
-__all__ = ["render_table", "write_reports"]
+__all__ = ["RUN_COLUMNS", "render_table", "runs_csv_text", "write_reports"]
+
+# runs_csv_text's columns: the run, then Detectron2's box metrics under the names of the papers.
+RUN_COLUMNS = (
+    "detector", "neck", "seed", "max_iter", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L",
+    "train_time_s", "git_commit",
+)  # fmt: skip
+_BOX_METRICS = (
+    ("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("AP_S", "APs"), ("AP_M", "APm"),
+    ("AP_L", "APl"),
+)  # fmt: skip
 
 
 def write_reports(rows: List[CellSummary], out: str) -> None:
@@ -89,6 +100,31 @@ def _csv_text(rows: List[CellSummary]) -> str:
     writer.writeheader()
     writer.writerows(lines)
     return text.getvalue()
+
+
+def runs_csv_text(records: List[RunRecord]) -> str:
+    """One line per run (:data:`RUN_COLUMNS`): box metrics of its last evaluation, sorted by
+    schedule, detector, neck (registry order) and seed."""
+    order = {key: i for i, key in enumerate([*DETECTORS, *NECKS])}
+
+    def key(r: RunRecord):
+        return (r.iterations, order.get(r.detector, -1), order.get(r.neck, -1), r.seed)
+
+    text = StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=RUN_COLUMNS)
+    writer.writeheader()
+    for r in sorted(records, key=key):
+        box = r.metrics.get("bbox", {})
+        line = {"detector": r.detector, "neck": r.neck, "seed": r.seed, "max_iter": r.iterations}
+        line.update({column: _csv_number(box.get(name), 2) for column, name in _BOX_METRICS})
+        line.update(train_time_s=_csv_number(r.train_time_s, 0), git_commit=r.git_commit[:12])
+        writer.writerow(line)
+    return text.getvalue()
+
+
+def _csv_number(value: Optional[float], digits: int) -> str:
+    """``value`` rounded, or empty when missing or NaN."""
+    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _fmt(value, digits: int = 1) -> str:
