@@ -3,7 +3,6 @@ config changes, the levels of the reference comparison's necks, the model zoo on
 the files the commands name."""
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from fpn_variants import add_fpn_variants_config
 from fpn_variants.registry import NECK_REGISTRY
 
 from . import test_export
-from .utils import ROOT, builtin_data_in
+from .utils import ROOT, builtin_data_in, load_tool
 
 CONFIGS = os.path.join(ROOT, "configs")
 
@@ -32,20 +31,12 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def _update_readme():
-    path = os.path.join(ROOT, "tools", "update_readme.py")
-    spec = importlib.util.spec_from_file_location("update_readme", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_readme_config_counts_are_the_generated_ones():
     block = re.search(
         r"<!-- configs:begin -->\n(.*?)<!-- configs:end -->", _read("README.md"), re.S
     )
     assert block, "README.md has no configs block"
-    expected = _update_readme().configs_section(CONFIGS)
+    expected = load_tool("update_readme").configs_section(CONFIGS)
     assert block.group(1).strip() == expected.strip(), "run python tools/update_readme.py"
     # the LazyConfig twins are as many as the YAML leaves
     yaml = [
