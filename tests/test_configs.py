@@ -102,17 +102,18 @@ def test_generated_configs_are_the_ones_the_registry_declares():
 
 
 @pytest.mark.parametrize(
-    "change, error, message",
+    "changes, error, message",
     [
-        (ConfigChange("nrom", "GN", "a typo"), ValueError, "not an argument of BiFPN"),
-        (ConfigChange("norm", 32, "not a norm"), TypeError, "bifpn: norm=32 must be a string"),
-        (ConfigChange("num_repeats", 3, "the default"), ValueError, "FPN's configs already"),
-        (ConfigChange("norm", "GN", "?", recipes=("VOC",)), ValueError, r"recipes \['VOC'\]"),
+        ([ConfigChange("nrom", "GN", "a typo")], ValueError, "not an argument of BiFPN"),
+        ([ConfigChange("norm", 32, "not a norm")], TypeError, "bifpn: norm=32 must be a string"),
+        ([ConfigChange("num_repeats", 3, "the default")], ValueError, "FPN's configs already"),
+        ([ConfigChange("norm", "GN", "?", ("VOC",))], ValueError, r"recipes \['VOC'\]"),
+        ([ConfigChange("norm", "GN", "?")] * 2, ValueError, r"\['norm'\] twice in Synthetic"),
     ],
 )
-def test_a_config_change_that_is_no_option_or_changes_nothing_is_refused(change, error, message):
+def test_a_config_change_that_is_no_option_or_changes_nothing_is_refused(changes, error, message):
     tool = load_tool("write_configs")
-    row = replace(entry("bifpn"), config_changes=(change,))
+    row = replace(entry("bifpn"), config_changes=tuple(changes))
     with pytest.raises(error, match=message):
         tool.neck_leaves(row)
 

@@ -135,8 +135,11 @@ def neck_leaves(row: NeckEntry, root: str = REPO) -> List[Leaf]:
     for recipe in RECIPES:
         declared = [(option, c) for option, c in options if recipe in c.recipes]
         args = [change.arg for _, change in declared]
-        if len(set(args)) < len(args):
-            raise ValueError(f"the {row.key!r} row's config_changes set {args} in {recipe}")
+        twice = sorted({arg for arg in args if args.count(arg) > 1})
+        if twice:
+            raise ValueError(
+                f"the {row.key!r} row's config_changes set {twice} twice in {recipe}: keep one"
+            )
         used = set()
         for detector in DETECTORS:
             cfg = _fpn_config(recipe, detector, root)
