@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo reference parity test benchmark zoo lint format clean
+.PHONY: setup demo reference parity test benchmark zoo configs lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ zoo: setup
 benchmark: setup
 	$(PY) benchmarks/bench_necks.py --train --out output/bench_necks
 	$(PY) benchmarks/bench_train.py --out output/bench_train
+
+# The configs of the papers' necks other than FPN (YAML and LazyConfig), written from FPN's
+# configs and their rows of fpn_variants/registry.py; then python tools/update_readme.py counts them.
+configs: setup
+	$(PY) tools/write_configs.py
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

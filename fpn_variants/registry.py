@@ -4,11 +4,13 @@ The variant-only config nodes of :mod:`fpn_variants.config`, the short names and
 :mod:`fpn_variants.comparison` and the labels and order of the model zoo come from
 :data:`NECK_REGISTRY`; each row names a builder that :mod:`fpn_variants.backbone` defines as a
 plain decorated function (``tests/test_registry.py`` keeps the two equal). The README's "Adding a
-neck" lists every file a new neck touches.
+neck" lists every file a new neck touches: a neck of the papers declares here, in its row, what
+its configs change in FPN's (:class:`ConfigChange`), and ``tools/write_configs.py`` writes its YAML
+and LazyConfig files from that.
 """
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 from .necks.ablations import BottomUpPyramid, FinestLevelFPN, SingleScale, TopDownPyramid
 from .necks.base import PyramidNeck
@@ -23,11 +25,36 @@ __all__ = [
     "BASELINE_BUILDERS",
     "NECK_BUILDERS",
     "NECK_REGISTRY",
+    "RECIPES",
     "VARIANT_NODES",
+    "ConfigChange",
     "config_options",
     "NeckEntry",
     "entry",
 ]
+
+
+# The recipes of configs/ (its folders); a ConfigChange applies to some of them.
+RECIPES = ("Synthetic", "COCO")
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """One setting that a neck's configs change in their detector's FPN config.
+
+    Attributes:
+        arg (str): the neck's constructor argument (one of its ``options``; the YAML key is the
+            option's), e.g. "norm".
+        value: its value in these configs.
+        why (str): the reason, written as a comment next to the setting.
+        recipes (tuple of str): the recipes (folders of ``configs/``, :data:`RECIPES`) whose
+            configs set it.
+    """
+
+    arg: str
+    value: Any
+    why: str
+    recipes: Tuple[str, ...] = RECIPES
 
 
 @dataclass(frozen=True)
@@ -43,6 +70,10 @@ class NeckEntry:
         config_suffix (str): ``<detector>_R18_<config_suffix>.yaml`` in ``configs/Synthetic``.
         variant_node (str or None): ``MODEL.<node>`` read by this builder only.
         paper (bool): a neck of the papers (True) or a baseline of the FPN paper's Table 3.
+        config_changes (tuple of ConfigChange): what the configs of a neck of the papers change in
+            FPN's config besides ``MODEL.BACKBONE.NAME``; ``tools/write_configs.py`` writes them
+            (a change is written where it differs from that detector's FPN config). The
+            baselines' configs are written by hand: they change the heads too.
     """
 
     key: str
@@ -52,6 +83,24 @@ class NeckEntry:
     config_suffix: str
     variant_node: Optional[str]
     paper: bool
+    config_changes: Tuple[ConfigChange, ...] = ()
+
+
+# What the configs of the stacked necks (BiFPN, NAS-FPN) change in FPN's.
+_STACKED_NECK_CHANGES = (
+    ConfigChange("extra_level_type", "maxpool", "P6, P7 by max-pooling, as the paper"),
+    ConfigChange(
+        "norm", "GN",
+        "Group norm (32 groups) in the neck where the paper has batch norm: the papers' BN sees "
+        "64-128 images per step (synced), this recipe 4, and with 4 the stacked necks' eval-mode "
+        "outputs do not match training (docs/deep_stacks.md).",
+        recipes=("Synthetic",),
+    ),
+    ConfigChange(
+        "norm", "SyncBN", "batch norm in the neck, synchronized across GPUs, as in the paper",
+        recipes=("COCO",),
+    ),
+)  # fmt: skip
 
 
 # The papers' necks first (FPN is the baseline of every comparison), then the FPN paper's
@@ -59,8 +108,14 @@ class NeckEntry:
 NECK_REGISTRY: Tuple[NeckEntry, ...] = (
     NeckEntry("fpn", "build_fpn_backbone", FPN, "FPN", "FPN", None, True),
     NeckEntry("panet", "build_panet_backbone", PANet, "PANet", "PANet", "PANET", True),
-    NeckEntry("bifpn", "build_bifpn_backbone", BiFPN, "BiFPN", "BiFPN", "BIFPN", True),
-    NeckEntry("nasfpn", "build_nasfpn_backbone", NASFPN, "NAS-FPN", "NASFPN", "NASFPN", True),
+    NeckEntry(
+        "bifpn", "build_bifpn_backbone", BiFPN, "BiFPN", "BiFPN", "BIFPN", True,
+        _STACKED_NECK_CHANGES,
+    ),
+    NeckEntry(
+        "nasfpn", "build_nasfpn_backbone", NASFPN, "NAS-FPN", "NASFPN", "NASFPN", True,
+        _STACKED_NECK_CHANGES,
+    ),
     NeckEntry(
         "c4", "build_single_scale_backbone", SingleScale, "C4 (single scale)", "C4", None, False
     ),

@@ -1,8 +1,10 @@
 """Every YAML under configs/ merges and builds, loads without executing code, and selects the
-neck it is named after; the COCO FPN configs have Detectron2's parameter counts."""
+neck it is named after; the COCO FPN configs have Detectron2's parameter counts. The configs of
+the papers' necks other than FPN are the ones tools/write_configs.py writes from the registry."""
 
 import glob
 import os
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -10,11 +12,12 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import fpn_variants
-from fpn_variants.registry import NECK_REGISTRY
+from fpn_variants.registry import NECK_REGISTRY, RECIPES, ConfigChange, entry
 
-from .utils import neck_parameters
+from .utils import load_tool, neck_parameters
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "configs")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.join(REPO, "configs")
 LEAVES = sorted(
     p
     for p in glob.glob(os.path.join(ROOT, "**", "*.yaml"), recursive=True)
@@ -38,11 +41,11 @@ def load(path):
     return cfg
 
 
-def test_there_are_twelve_combinations_per_recipe_and_the_baselines():
+def test_every_detector_and_paper_neck_per_recipe_and_the_baselines():
     for recipe in ("COCO", "Synthetic"):
         leaves = [p for p in LEAVES if f"{os.sep}{recipe}{os.sep}" in p]
         necks = [os.path.basename(p) for p in leaves if neck_suffix(p) in NECK_OF_NAME]
-        assert len(necks) == 12, (recipe, necks)
+        assert len(necks) == 3 * len(NECK_OF_NAME), (recipe, necks)
         baselines = sorted(neck_suffix(p) for p in leaves if neck_suffix(p) not in NECK_OF_NAME)
         assert baselines == ([] if recipe == "COCO" else sorted(BASELINE_OF_NAME)), baselines
 
@@ -77,3 +80,47 @@ def test_a_config_with_python_tags_is_refused(tmp_path):
     path.write_text("MODEL:\n  WEIGHTS: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(yaml.constructor.ConstructorError):
         load(str(path))
+
+
+def _text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_generated_configs_are_the_ones_the_registry_declares():
+    """Each paper neck but FPN has its YAML and LazyConfig file per recipe and detector as
+    tools/write_configs.py writes them, and no other file under configs/ says it is generated."""
+    tool = load_tool("write_configs")
+    expected = tool.generated_configs()
+    necks = [row for row in NECK_REGISTRY if row.paper and row.key != "fpn"]
+    assert len(expected) == 2 * len(RECIPES) * 3 * len(necks)
+    for rel, text in expected.items():
+        assert _text(os.path.join(REPO, rel)) == text, f"{rel}: run python tools/write_configs.py"
+    files = glob.glob(os.path.join(ROOT, "**", "*.*"), recursive=True)
+    marked = {os.path.relpath(p, REPO) for p in files if tool.GENERATED in _text(p)}
+    assert marked == set(expected)
+
+
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [
+        ([ConfigChange("nrom", "GN", "a typo")], ValueError, "not an argument of BiFPN"),
+        ([ConfigChange("norm", 32, "not a norm")], TypeError, "bifpn: norm=32 must be a string"),
+        ([ConfigChange("num_repeats", 3, "the default")], ValueError, "FPN's configs already"),
+        ([ConfigChange("norm", "GN", "?", ("VOC",))], ValueError, r"recipes \['VOC'\]"),
+        ([ConfigChange("norm", "GN", "?")] * 2, ValueError, r"\['norm'\] twice in Synthetic"),
+    ],
+)
+def test_a_config_change_that_is_no_option_or_changes_nothing_is_refused(changes, error, message):
+    tool = load_tool("write_configs")
+    row = replace(entry("bifpn"), config_changes=tuple(changes))
+    with pytest.raises(error, match=message):
+        tool.neck_leaves(row)
+
+
+def test_a_change_is_written_only_where_fpn_config_differs():
+    """BiFPN's max-pooled extra levels are FPN's in the R-CNN configs: only RetinaNet's set them."""
+    tool = load_tool("write_configs")
+    for leaf in tool.neck_leaves(entry("bifpn")):
+        args = [change.arg for _, change in leaf.changes]
+        assert args == (["extra_level_type", "norm"] if leaf.detector == "retinanet" else ["norm"])

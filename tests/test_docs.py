@@ -3,7 +3,6 @@ config changes, the levels of the reference comparison's necks, the model zoo on
 the files the commands name."""
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from fpn_variants import add_fpn_variants_config
 from fpn_variants.registry import NECK_REGISTRY
 
 from . import test_export
-from .utils import ROOT, builtin_data_in
+from .utils import ROOT, builtin_data_in, load_tool
 
 CONFIGS = os.path.join(ROOT, "configs")
 
@@ -32,20 +31,12 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def _update_readme():
-    path = os.path.join(ROOT, "tools", "update_readme.py")
-    spec = importlib.util.spec_from_file_location("update_readme", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_readme_config_counts_are_the_generated_ones():
     block = re.search(
         r"<!-- configs:begin -->\n(.*?)<!-- configs:end -->", _read("README.md"), re.S
     )
     assert block, "README.md has no configs block"
-    expected = _update_readme().configs_section(CONFIGS)
+    expected = load_tool("update_readme").configs_section(CONFIGS)
     assert block.group(1).strip() == expected.strip(), "run python tools/update_readme.py"
     # the LazyConfig twins are as many as the YAML leaves
     yaml = [
@@ -84,7 +75,8 @@ SINGLE_FEATURE_KEYS = {"MODEL.RESNETS.OUT_FEATURES", "MODEL.FPN.IN_FEATURES"}
 
 
 def _leaf_differences():
-    """(recipe, path, row, detector, keys that differ from the detector's FPN leaf) per leaf."""
+    """(recipe, path, row, detector, keys that differ from the detector's FPN leaf, the FPN
+    leaf's values) per leaf."""
     suffix = {row.config_suffix: row for row in NECK_REGISTRY}
     for recipe in ("Synthetic", "COCO"):
         for path in sorted(glob.glob(os.path.join(CONFIGS, recipe, "*.yaml"))):
@@ -95,18 +87,29 @@ def _leaf_differences():
             fpn = path.replace(f"_{row.config_suffix}", "_FPN")
             leaf, base = _load(path), _load(fpn)
             keys = {k for k in leaf if leaf[k] != base[k] and k != "OUTPUT_DIR"}
-            yield recipe, path, row, detector, keys
+            yield recipe, path, row, detector, keys, base
+
+
+def _declared_keys(row, recipe: str, base: dict) -> set:
+    """The keys of ``row``'s config_changes in ``recipe`` whose value is not the FPN leaf's."""
+    keys = {option.arg: option.config_key for option in row.neck_class.options}
+    return {
+        keys[change.arg]
+        for change in row.config_changes
+        if recipe in change.recipes and base[keys[change.arg]] != change.value
+    }
 
 
 def test_leaf_configs_differ_from_fpn_as_the_readme_says():
-    """README, "Configs": the neck's builder; BiFPN and NAS-FPN their norm, and with RetinaNet
-    how they make P6-P7; the single-level baselines their level, anchors and proposals."""
-    for _, path, row, detector, keys in _leaf_differences():
-        expected = {"MODEL.BACKBONE.NAME"}
+    """README, "Configs": the neck's builder and the changes its registry row declares (BiFPN and
+    NAS-FPN: their norm, and with RetinaNet how they make P6-P7); the single-level baselines their
+    level, anchors and proposals."""
+    for recipe, path, row, detector, keys, base in _leaf_differences():
+        expected = {"MODEL.BACKBONE.NAME"} | _declared_keys(row, recipe, base)
         if row.key in ("bifpn", "nasfpn"):
-            expected.add(f"MODEL.{row.variant_node}.NORM")
-            if detector == "retinanet":
-                expected.add("MODEL.FPN.EXTRA_LEVEL_TYPE")
+            retinanet = detector == "retinanet"
+            assert f"MODEL.{row.variant_node}.NORM" in expected, path
+            assert ("MODEL.FPN.EXTRA_LEVEL_TYPE" in expected) == retinanet, path
         if row.key in ("c4", "c5", "fpn_p2"):
             expected |= SINGLE_LEVEL_KEYS
         if row.key in ("c4", "c5"):
@@ -114,14 +117,28 @@ def test_leaf_configs_differ_from_fpn_as_the_readme_says():
         assert keys == expected, path
 
 
-def test_coco_leaf_comments_list_the_keys_that_differ():
-    for recipe, path, _, _, keys in _leaf_differences():
-        if recipe != "COCO":
+def test_paper_neck_leaf_comments_list_the_keys_that_differ():
+    for _, path, row, _, keys, _ in _leaf_differences():
+        if not row.paper:
             continue
         header = " ".join(line.lstrip("# ") for line in _read(path).splitlines() if line[:1] == "#")
         listed = re.search(r"Keys that differ from the FPN config: (.*?)\.(\s|$)", header)
         assert listed, f"{path}: its first comment does not list the keys that differ"
         assert set(listed.group(1).split(", ")) == keys, path
+
+
+def test_adding_a_neck_lists_the_files_it_touches():
+    """README, "Adding a neck": as many files as it says, each there (but the new neck's), and
+    as many generated configs per neck as tools/write_configs.py writes."""
+    section = re.search(r"\*\*Adding a neck\*\*(.*?)\n- \*\*FPN\*\*", _read("README.md"), re.S)
+    text = _words(section.group(1))
+    files = re.findall(r"^\d+\. `([^`]+)`", section.group(1), re.M)
+    assert f"editing {len(files)} files" in text
+    missing = [p for p in files if "<" not in p and not os.path.isfile(os.path.join(ROOT, p))]
+    assert missing == [], "README names files that are not there"
+    generated = load_tool("write_configs").generated_configs()
+    necks = sum(row.paper and row.key != "fpn" for row in NECK_REGISTRY)
+    assert f"writes its {len(generated) // necks} configs" in text
 
 
 def test_reference_comparison_states_the_levels_its_necks_run_on():

@@ -40,7 +40,8 @@ def test_every_row_is_a_registered_builder_of_its_class():
 
 def test_every_row_has_the_configs_of_its_kind():
     """Each recipe and detector with a config for some neck of a kind (paper neck or baseline)
-    has one for every neck of that kind, in YAML and LazyConfig, naming the row's builder."""
+    has one for every neck of that kind, in YAML and LazyConfig, naming the row's builder (the
+    papers' necks but FPN: written by tools/write_configs.py, tests/test_configs.py)."""
     for recipe, suffix in (("Synthetic", ""), ("COCO", "_1x")):
         for detector in comparison.DETECTORS:
             for paper in (True, False):
@@ -57,7 +58,10 @@ def test_every_row_has_the_configs_of_its_kind():
                 present = [row.key for row, path in paths.items() if os.path.exists(path)]
                 if not present:
                     continue
-                assert present == [row.key for row in rows], (recipe, detector, present)
+                assert present == [row.key for row in rows], (
+                    f"{recipe} {detector}: configs of {present} only (a neck of the papers: run "
+                    "python tools/write_configs.py)"
+                )
                 for row, path in paths.items():
                     twin = path.replace(CONFIGS, os.path.join(CONFIGS, "LazyConfig"))
                     assert os.path.exists(twin[: -len(".yaml")] + ".py"), twin

@@ -1,6 +1,7 @@
 """Tiny configs (R18 bottom-up, narrow necks, small images) on the CPU."""
 
 import contextlib
+import importlib.util
 import os
 from typing import Dict, Iterator
 
@@ -114,3 +115,11 @@ def train_few_iterations(output_dir, iterations: int = 2) -> str:
     trainer.resume_or_load(resume=False)
     trainer.train()
     return os.path.join(str(output_dir), "model_final.pth")
+
+
+def load_tool(name: str):
+    """The module of ``tools/<name>.py`` (the tools are scripts, not a package), executed."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

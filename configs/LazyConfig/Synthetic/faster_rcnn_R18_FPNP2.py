@@ -4,9 +4,9 @@ LazyConfig twin of configs/Synthetic/faster_rcnn_R18_FPNP2.yaml."""
 from fpn_variants.necks import FinestLevelFPN
 
 from ..common.models.faster_rcnn import on_one_level
-from ..common.necks import fpn_family
+from ..common.necks import swap_neck
 from .faster_rcnn_R18_FPN import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
-model.backbone = fpn_family(FinestLevelFPN, model.backbone, num_extra_levels=0)
+model.backbone = swap_neck(model.backbone, FinestLevelFPN, num_extra_levels=0)
 on_one_level(model, 2, pre_nms_topk=2500)  # the 5 x 500 candidates of the P2-P6 configs
 train.output_dir = "output/lazyconfig/synthetic/faster_rcnn_R18_FPNP2"

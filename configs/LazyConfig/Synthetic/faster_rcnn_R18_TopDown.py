@@ -4,8 +4,8 @@ configs/Synthetic/faster_rcnn_R18_TopDown.yaml."""
 
 from fpn_variants.necks import TopDownPyramid
 
-from ..common.necks import fpn_family
+from ..common.necks import swap_neck
 from .faster_rcnn_R18_FPN import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
-model.backbone = fpn_family(TopDownPyramid, model.backbone)
+model.backbone = swap_neck(model.backbone, TopDownPyramid)
 train.output_dir = "output/lazyconfig/synthetic/faster_rcnn_R18_TopDown"
