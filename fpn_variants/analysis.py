@@ -16,9 +16,11 @@ from torch import Tensor, nn
 __all__ = [
     "count_flops",
     "count_neck_flops",
+    "flop_analysis",
     "count_parameters",
     "interleaved_latency",
     "latency_stats",
+    "neck_flop_analysis",
     "roofline_conv",
     "synchronized",
 ]
@@ -33,8 +35,9 @@ def count_parameters(module: nn.Module, exclude_prefix: str = "") -> int:
     )
 
 
-def count_flops(module: nn.Module, inputs, analysis_class=FlopCountAnalysis) -> int:
-    """fvcore FLOPs (multiply-adds) of ``module(*inputs)``; silent about unsupported ops.
+def flop_analysis(module: nn.Module, inputs, analysis_class=FlopCountAnalysis):
+    """fvcore's analysis of ``module(*inputs)`` (``.total()``, ``.by_module()``, ...), silent about
+    unsupported ops and uncalled modules.
 
     ``analysis_class``: fvcore's ``FlopCountAnalysis`` or a subclass, e.g. Detectron2's for a
     detector called on its list of input dicts.
@@ -42,12 +45,23 @@ def count_flops(module: nn.Module, inputs, analysis_class=FlopCountAnalysis) -> 
     analysis = analysis_class(module, inputs)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
-    return int(analysis.total())
+    return analysis
+
+
+def count_flops(module: nn.Module, inputs, analysis_class=FlopCountAnalysis) -> int:
+    """fvcore FLOPs (multiply-adds) of ``module(*inputs)`` (see :func:`flop_analysis`)."""
+    return int(flop_analysis(module, inputs, analysis_class).total())
+
+
+def neck_flop_analysis(neck: nn.Module, bottom_up_features: Dict[str, torch.Tensor]):
+    """fvcore's analysis of a :class:`~fpn_variants.necks.PyramidNeck` alone on given features;
+    its module names are the neck's, prefixed by ``neck.``."""
+    return flop_analysis(_NeckOnly(neck), (bottom_up_features,))
 
 
 def count_neck_flops(neck: nn.Module, bottom_up_features: Dict[str, torch.Tensor]) -> int:
     """fvcore FLOPs of a :class:`~fpn_variants.necks.PyramidNeck` alone on given features."""
-    return count_flops(_NeckOnly(neck), (bottom_up_features,))
+    return int(neck_flop_analysis(neck, bottom_up_features).total())
 
 
 class _NeckOnly(nn.Module):

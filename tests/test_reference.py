@@ -2,7 +2,6 @@
 runs whose record is missing, and runs.csv rewritten from the records of every schedule."""
 
 import csv
-import importlib.util
 import os
 import re
 
@@ -21,7 +20,8 @@ from fpn_variants.comparison import (
 from fpn_variants.comparison.records import Evaluation
 from fpn_variants.comparison.reports import RUN_COLUMNS
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "reference.py")
+from .utils import load_tool
+
 RUN_LINE = re.compile(
     r"MAX_ITER (\d+) .*SEED (\d+) OUTPUT_DIR \S+/runs/(faster_rcnn|retinanet)_(\w+)/seed"
 )
@@ -30,10 +30,7 @@ S = 8  # a short S: the grid's commands and records, no training
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("reference", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("reference")
 
 
 def printed_runs(tool, out, capsys):

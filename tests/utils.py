@@ -117,9 +117,10 @@ def train_few_iterations(output_dir, iterations: int = 2) -> str:
     return os.path.join(str(output_dir), "model_final.pth")
 
 
-def load_tool(name: str):
-    """The module of ``tools/<name>.py`` (the tools are scripts, not a package), executed."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+def load_tool(name: str, folder: str = "tools"):
+    """The module of ``<folder>/<name>.py`` (tools and benchmarks are scripts, not a package),
+    executed."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, folder, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
