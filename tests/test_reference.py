@@ -74,6 +74,7 @@ def test_a_recorded_run_is_not_trained_again_and_another_recipe_is_refused(tool,
     cells = cells_from_template(DEFAULT_TEMPLATE, ["faster_rcnn"], ["fpn"])
     spec = plan_runs(cells, folder, Recipe.make(tool.schedule_opts(S)), [1])[0]
     assert "MODEL.CHANNELS_LAST True" in spec.command() and "TEST.EVAL_PERIOD 2" in spec.command()
+    assert "SOLVER.CHECKPOINT_PERIOD 2" in spec.command()
     write_record(tmp_path, "faster_rcnn", "fpn", 1, S, {"AP": 50.0}, spec.config_hash)
     runs = printed_runs(tool, tmp_path, capsys)
     assert ("fpn", 1, S, "faster_rcnn") not in runs
