@@ -3,7 +3,7 @@
 
     make reference                            # = python tools/reference.py --jobs 2
     python tools/reference.py --print-commands   # the missing runs, as commands
-    python tools/reference.py --report        # docs/reference/runs.csv from the records alone
+    python tools/reference.py --report        # runs.csv and summary.md from the records alone
 
 The grid, seeds 1-3 each, one recipe for every neck (:data:`RECIPE`: the CPU configs of
 configs/Synthetic in float32 with channels-last), in this order:
@@ -17,29 +17,49 @@ Each group runs seed by seed (every neck's seed 1 first), so a partial reference
 paired. A finished run's record goes to ``docs/reference/S<iterations>/runs/<cell>/seed<N>.json``
 (committed; the run folders stay local, see its .gitignore): a rerun, on this machine or another,
 trains only the runs whose record is missing, and an interrupted run resumes from its last
-checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the records.
+checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the records, and so
+is ``docs/reference/summary.md`` (:func:`write_summary`): which runs are recorded and which are
+missing, the table at S, the schedule criterion (S against 2S), the learning curves and the
+papers' claims, each checked (:mod:`fpn_variants.comparison.claims`).
 """
 
 import argparse
 import os
 import sys
-from typing import List, Sequence, Tuple
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
 from fpn_variants.comparison import (
     DEFAULT_TEMPLATE,
+    DETECTORS,
     NECKS,
     PAPER_NECKS,
+    CellSummary,
     Ledger,
     Recipe,
+    RunRecord,
     cells_from_template,
     compare,
     make_launcher,
+    summarize,
 )
-from fpn_variants.comparison.reports import runs_csv_text
+from fpn_variants.comparison.claims import (
+    FAILS,
+    HOLDS,
+    check_claims,
+    render_claims,
+    render_schedule,
+    schedule_checks,
+    schedule_overall,
+)
+from fpn_variants.comparison.reports import learning_curve, render_table, runs_csv_text
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.io import atomic_write_text
+from fpn_variants.model_zoo.packaging import git_commit
+from fpn_variants.plots import plot_learning_curves
 
 SEEDS = (1, 2, 3)
 # Precision pinned, so that the recipe stays this one whatever the configs' defaults become.
@@ -84,9 +104,221 @@ def write_runs_csv(out: str) -> str:
     return path
 
 
+SUMMARY = "summary.md"
+# The summary's learning-curve pictures (written next to it): (box metric, its name, file).
+CURVE_PICTURES = (
+    ("AP", "AP", "learning_curves_AP.png"),
+    ("APs", "AP_S", "learning_curves_AP_S.png"),
+)
+
+
+@dataclass
+class GroupProgress:
+    """The runs of one group of :data:`GROUPS` recorded so far and those missing, as
+    (neck, seed)."""
+
+    detector: str
+    multiple: int
+    iterations: int
+    paper: bool
+    recorded: List[Tuple[str, int]]
+    missing: List[Tuple[str, int]]
+
+    @property
+    def name(self) -> str:
+        necks = "paper necks" if self.paper else "FPN-paper baselines"
+        schedule = "S" if self.multiple == 1 else f"{self.multiple}S"
+        return f"{DETECTORS[self.detector]}, {necks}, {schedule}"
+
+
+def group_progress(
+    schedule: int, runs_at: Dict[int, List[RunRecord]], groups: Sequence[Group] = GROUPS
+) -> List[GroupProgress]:
+    """The :class:`GroupProgress` of each group, from the runs of each schedule's ledger."""
+    progress = []
+    for detector, necks, multiple in groups:
+        iterations = multiple * schedule
+        done = {(r.neck, r.seed) for r in runs_at.get(iterations, []) if r.detector == detector}
+        planned = [(neck, seed) for neck in necks for seed in SEEDS]
+        recorded = [run for run in planned if run in done]
+        missing = [run for run in planned if run not in done]
+        paper = necks == PAPER_NECKS
+        progress.append(GroupProgress(detector, multiple, iterations, paper, recorded, missing))
+    return progress
+
+
+def _missing_text(missing: Sequence[Tuple[str, int]]) -> str:
+    """The seeds missing per neck, as "FPN: 2, 3; PANet: 1, 2, 3"."""
+    seeds: Dict[str, List[str]] = {}
+    for neck, seed in missing:
+        seeds.setdefault(neck, []).append(str(seed))
+    return "; ".join(f"{NECKS[neck][0]}: {', '.join(s)}" for neck, s in seeds.items()) or "–"
+
+
+def _status(progress: Sequence[GroupProgress]) -> str:
+    """Whether every run of ``progress`` is recorded, in bold while one is missing."""
+    recorded = sum(len(group.recorded) for group in progress)
+    planned = recorded + sum(len(group.missing) for group in progress)
+    if recorded == planned:
+        return f"Complete: all {planned} runs recorded."
+    return f"**Incomplete: {recorded} of {planned} runs recorded.**"
+
+
+def _progress_section(progress: Sequence[GroupProgress], runs: Sequence[RunRecord]) -> List[str]:
+    lines = ["## Progress", "", _status(progress), ""]
+    lines += ["| group | iterations | recorded | missing (neck: seeds) |", "|---|---|---|---|"]
+    for g in progress:
+        total = len(g.recorded) + len(g.missing)
+        missing = _missing_text(g.missing)
+        lines.append(f"| {g.name} | {g.iterations} | {len(g.recorded)} / {total} | {missing} |")
+    commits = Counter(run.git_commit[:12] or "unknown" for run in runs)
+    made = ", ".join(f"`{c}` ({n} run{'s' * (n > 1)})" for c, n in commits.most_common())
+    return lines + [
+        "",
+        "The runs are trained by `make reference` (= `python tools/reference.py --jobs 2`), "
+        "each by the `tools/train_net.py` command kept in its record; the records were made at "
+        f"commit(s) {made or '– (none yet)'}.",
+        "",
+    ]
+
+
+def _results_section(
+    progress: Sequence[GroupProgress], rows: Sequence[CellSummary], schedule: int
+) -> List[str]:
+    lines = [f"## Results at S = {schedule} iterations", ""]
+    for detector in dict.fromkeys(row.detector for row in rows):
+        sub = [row for row in rows if row.detector == detector]
+        groups = [g for g in progress if g.detector == detector and g.multiple == 1]
+        lines += [f"{DETECTORS[detector]}: {_status(groups)}", ""]
+        if any(row.runs for row in sub):
+            lines.append(render_table(sub))
+        else:
+            lines += [f"### {DETECTORS[detector]}", "", "No runs yet.", ""]
+    return lines
+
+
+def _schedule_section(progress, rows_s, rows_2s, schedule: int) -> List[str]:
+    checks = schedule_checks(rows_s, rows_2s)
+    overall = schedule_overall(checks, len(SEEDS))
+    groups = [g for g in progress if g.detector == "faster_rcnn" and g.paper]
+    conclusion = {
+        HOLDS: f"S = {schedule} qualifies",
+        FAILS: f"S = {schedule} does not qualify: double S (issue 23)",
+    }.get(overall.kind, overall.kind.capitalize())
+    reason = f" ({overall.reason})" if overall.reason else ""
+    return [
+        f"## The schedule: S = {schedule} against 2S = {2 * schedule} (Faster R-CNN)",
+        "",
+        _status(groups),
+        "",
+        "S qualifies when, for every neck, its box-AP difference to FPN (paired by seed, 95% "
+        "Student-t interval) keeps its sign from S to 2S, or both intervals contain 0: the "
+        "ranking against FPN does not flip. It needs 2 paired seeds for an interval, and "
+        f"{len(SEEDS)} per neck at S and at 2S for *S qualifies*. The gain from S to 2S is "
+        "each neck's AP at 2S minus its AP at S, paired by seed.",
+        "",
+        render_schedule(checks),
+        f"**{conclusion}**{reason}.",
+        "",
+    ]
+
+
+def write_curves(rows_s, rows_2s, out: str) -> List[Tuple[str, str]]:
+    """The learning curves of the paper necks (Faster R-CNN) at S and 2S, one picture per
+    metric of :data:`CURVE_PICTURES` in ``out``; return the (metric name, file) written."""
+    written = []
+    for metric, name, file in CURVE_PICTURES:
+        curves = {
+            f"{row.label}, {row.runs[0].iterations} it": learning_curve(row, metric)
+            for row in [*rows_s, *rows_2s]
+            if row.detector == "faster_rcnn" and row.neck in PAPER_NECKS and row.runs
+        }
+        curves = {label: by_seed for label, by_seed in curves.items() if by_seed}
+        if curves:
+            plot_learning_curves(curves, os.path.join(out, file), metric=name)
+            written.append((name, file))
+    return written
+
+
+def _curves_section(progress, pictures: Sequence[Tuple[str, str]]) -> List[str]:
+    groups = [g for g in progress if g.detector == "faster_rcnn" and g.paper]
+    lines = ["## Learning curves (Faster R-CNN, paper necks, S and 2S)", "", _status(groups), ""]
+    if not pictures:
+        return lines + ["No evaluations recorded yet.", ""]
+    lines.append(
+        "Box AP at each evaluation (every quarter of the schedule): the mean over seeds, and a "
+        "band from the lowest to the highest seed."
+    )
+    return lines + [""] + [f"![{name}]({file})" for name, file in pictures] + [""]
+
+
+def _claims_section(progress, rows_s, schedule: int) -> List[str]:
+    return [
+        f"## The papers' claims, checked at S = {schedule}",
+        "",
+        _status([g for g in progress if g.multiple == 1]),
+        "",
+        "Δ = the first neck's metric minus the second's, paired by seed, with its 95% Student-t "
+        "interval. **holds**: the interval lies above 0 (for BiFPN also fewer GFLOPs in the cost "
+        "records); **does not hold**: below 0 (or not fewer GFLOPs); **not decided**: the "
+        "interval contains 0, fewer than 2 seeds are paired (no interval), or the GFLOPs are "
+        "not measured; **no runs yet**: a neck has no run. *At least FPN's AP* is decided "
+        "only when the interval excludes 0 (an equivalence would need a margin). The necks' "
+        "FLOPs in the papers' own setting: [neck_flops.md](neck_flops.md).",
+        "",
+        render_claims(check_claims(rows_s, seeds=len(SEEDS))),
+    ]
+
+
+def summary_text(schedule, progress, runs, rows_s, rows_2s, pictures) -> str:
+    """summary.md: what :func:`write_summary` found, as Markdown."""
+    lines = [
+        "# The long-schedule reference: summary",
+        "",
+        f"Generated by `python tools/reference.py --report` at commit {git_commit() or '?'} "
+        f"from the {len(runs)} run records under `S{schedule}/` and `S{2 * schedule}/` (and "
+        "their cost records) alone; do not edit. The grid, the recipe and the commands: "
+        "`tools/reference.py`, issue 23. While a section says *incomplete*, it changes as runs "
+        "come in and none of it is the reference's conclusion; a verdict needs 2 seeds paired "
+        "by seed for an interval, and says *not decided* otherwise.",
+        "",
+    ]
+    lines += _progress_section(progress, runs)
+    lines += _results_section(progress, rows_s, schedule)
+    lines += _schedule_section(progress, rows_s, rows_2s, schedule)
+    lines += _curves_section(progress, pictures)
+    lines += _claims_section(progress, rows_s, schedule)
+    return "\n".join(lines)
+
+
+def _grid_cells(multiple: int) -> List[Tuple[str, str]]:
+    """(detector, neck) of the groups at ``multiple`` x S, in the grid's order."""
+    return [(d, neck) for d, necks, m in GROUPS if m == multiple for neck in necks]
+
+
+def write_summary(out: str, schedule: int) -> str:
+    """Rewrite ``<out>/summary.md`` and its pictures from the records at S and 2S alone;
+    return its path."""
+    ledgers = {m: Ledger(schedule_folder(out, m * schedule)) for m in (1, 2)}
+    runs_at = {m * schedule: ledger.runs() for m, ledger in ledgers.items()}
+    rows_s = summarize(_grid_cells(1), runs_at[schedule], ledgers[1].costs())
+    rows_2s = summarize(_grid_cells(2), runs_at[2 * schedule], ledgers[2].costs())
+    progress = group_progress(schedule, runs_at)
+    pictures = write_curves(rows_s, rows_2s, out)
+    runs = [run for runs in runs_at.values() for run in runs]
+    path = os.path.join(out, SUMMARY)
+    atomic_write_text(path, summary_text(schedule, progress, runs, rows_s, rows_2s, pictures))
+    return path
+
+
+def rewrite_reports(out: str, schedule: int) -> List[str]:
+    """runs.csv and summary.md rewritten from the records; return their paths."""
+    return [write_runs_csv(out), write_summary(out, schedule)]
+
+
 def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> None:
     """Train (or, with ``--print-commands``, print) the missing runs of ``groups``, seed by seed,
-    rewriting runs.csv after each seed."""
+    rewriting runs.csv and summary.md after each seed."""
     for detector, necks, multiple in groups:
         iterations = multiple * args.schedule
         folder = schedule_folder(args.out, iterations)
@@ -102,7 +334,8 @@ def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> No
                 commands_only=args.print_commands,
             )  # fmt: skip
             if not args.print_commands:
-                print(f"{write_runs_csv(args.out)} rewritten", file=sys.stderr)
+                paths = rewrite_reports(args.out, args.schedule)
+                print(f"{' and '.join(paths)} rewritten", file=sys.stderr)
 
 
 def main(argv=None) -> None:
@@ -114,7 +347,9 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
     parser.add_argument("--no-costs", dest="costs", action="store_false", help="skip the costs")
     parser.add_argument("--print-commands", action="store_true", help="print missing runs only")
-    parser.add_argument("--report", action="store_true", help="only rewrite runs.csv")
+    parser.add_argument(
+        "--report", action="store_true", help="only rewrite runs.csv and summary.md"
+    )
     args = parser.parse_args(argv)
     if args.schedule < EVALUATIONS_PER_RUN or args.jobs < 1:
         parser.error(f"--schedule must be at least {EVALUATIONS_PER_RUN} and --jobs at least 1")
@@ -124,7 +359,7 @@ def main(argv=None) -> None:
     if not args.report:
         run_groups(args)
     if not args.print_commands:
-        print(f"{write_runs_csv(args.out)} written")
+        print(f"{' and '.join(rewrite_reports(args.out, args.schedule))} written")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ By job: :mod:`.cells` (which config each detector x neck trains, the recipe ever
 :mod:`.costs` (parameters, FLOPs, latency, memory, on the config's device), :mod:`.runs` (one
 run's ``tools/train_net.py`` command and its record), :mod:`.launchers` (local processes, Slurm
 or submitit's local executor through submitit, printed commands), :mod:`.records` (the ledger of
-finished runs), :mod:`.stats` (means over seeds, paired differences to FPN), :mod:`.reports`
-(table, CSV, JSON, plots) and :mod:`.grid` (the whole comparison, and ``--collect``).
+finished runs), :mod:`.stats` (means over seeds, paired differences to FPN), :mod:`.claims`
+(the papers' claims and a schedule's criterion, each given a verdict), :mod:`.reports` (table,
+CSV, JSON, plots) and :mod:`.grid` (the whole comparison, and ``--collect``).
 """
 
 from .cells import (

@@ -22,7 +22,7 @@ from .cells import DETECTORS, NECKS
 from .records import RunRecord
 from .stats import BASELINE, LATE_FRACTION, CellSummary, MetricSummary
 
-__all__ = ["RUN_COLUMNS", "render_table", "runs_csv_text", "write_reports"]
+__all__ = ["RUN_COLUMNS", "learning_curve", "render_table", "runs_csv_text", "write_reports"]
 
 # runs_csv_text's columns: the run, then Detectron2's box metrics under the names of the papers.
 RUN_COLUMNS = (
@@ -246,7 +246,7 @@ def _plot(rows: List[CellSummary], out: str) -> None:
     if bars:
         plot_ap_by_size(bars, os.path.join(out, "ap_by_size.png"))
     for metric, name in (("AP", "learning_curves.png"), ("APs", "learning_curves_APs.png")):
-        curves = {_row_label(r, rows): _curves(r, metric) for r in trained}
+        curves = {_row_label(r, rows): learning_curve(r, metric) for r in trained}
         curves = {label: by_seed for label, by_seed in curves.items() if by_seed}
         if curves:
             plot_learning_curves(curves, os.path.join(out, name), metric=metric)
@@ -266,7 +266,7 @@ def _row_label(row: CellSummary, rows: List[CellSummary]) -> str:
     return f"{row.label} ({DETECTORS[row.detector]})"
 
 
-def _curves(row: CellSummary, metric: str) -> Dict[int, List]:
+def learning_curve(row: CellSummary, metric: str) -> Dict[int, List]:
     """{seed: [(iteration, value), ...]} of the box ``metric`` at every evaluation of a row."""
     curves = {}
     for run in row.runs:
