@@ -40,7 +40,7 @@ def argument_parser() -> argparse.ArgumentParser:
 def main(argv: List[str] = None) -> None:
     args = argument_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    roof_call, roof_flops = roofline_conv()
+    roofline = roofline_conv()
     print(
         f"threads={args.threads}; FLOPs: fvcore (1 multiply-add = 1 flop); latency: batch 1, "
         f"eval, no grad, median of {args.repeats} interleaved runs"
@@ -55,59 +55,54 @@ def main(argv: List[str] = None) -> None:
             print(f"{name}: peer not installed ({e}); skipped")
             results["pairs"][name] = {"skipped": str(e)}
             continue
-        pair.peer.eval()
-        flops = count_neck_flops(pair.ours.eval(), pair.feats)  # of the plain model
-        fast = pair._replace(ours=optimize_for_inference(pair.ours))
-        with torch.no_grad():
-            diff = None if name in COST_ONLY else max_rel_diff(fast.ours_call(), pair.peer_call())
-
-        def ours_bf16():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return fast.ours_call()
-
-        with torch.no_grad():
-            bf16_diff = max_rel_diff(ours_bf16(), fast.ours_call())
-            stats = interleaved_latency(
-                {
-                    "ours": fast.ours_call,
-                    "ours_bf16": ours_bf16,
-                    "peer": pair.peer_call,
-                    "roofline": roof_call,
-                },
-                repeats=args.repeats,
-            )
-        ratio = stats["ours"]["median"] / stats["peer"]["median"]
-        bf16_ratio = stats["ours_bf16"]["median"] / stats["ours"]["median"]
-        roofline = roof_flops / stats["roofline"]["median"] / 1e9
-        fraction = flops / stats["ours"]["median"] / 1e9 / roofline
-        results["pairs"][name] = dict(
-            stats,
-            ratio=ratio,
-            gflops=flops / 1e9,
-            roofline_gflops_per_s=roofline,
-            roofline_fraction=fraction,
-            max_rel_diff=diff,
-            bf16_ratio=bf16_ratio,
-            bf16_max_rel_diff=bf16_diff,
-        )
-        print(
-            f"{name:32s} ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
-            f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  "
-            f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline "
-            f"({roofline:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}  "
-            f"bf16 {stats['ours_bf16']['median'] * 1e3:.1f} ms ({bf16_ratio:.2f} x fp32, rel. "
-            f"diff {bf16_diff:.1e})"
-        )
-        if args.profile:
-            print_profile(fast)
-        if args.train:
-            train = training_step_ratio(pair, args.repeats)
-            # forward + backward is about 3x the forward's multiply-adds
-            train["roofline_fraction"] = 3 * flops / train["ours"]["median"] / 1e9 / roofline
-            results["pairs"][name]["train"] = train
+        results["pairs"][name] = measure_pair(name, pair, args, roofline)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
+
+
+def measure_pair(name: str, pair: Pair, args: argparse.Namespace, roofline) -> Dict:
+    """One pair's FLOPs, latencies (ours fp32 and bf16, peer, the roofline conv, in turns), their
+    ratios and output differences; with ``args.train`` its training steps too."""
+    roof_call, roof_flops = roofline
+    pair.peer.eval()
+    flops = count_neck_flops(pair.ours.eval(), pair.feats)  # of the plain model
+    fast = pair._replace(ours=optimize_for_inference(pair.ours))
+
+    def ours_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fast.ours_call()
+
+    with torch.no_grad():
+        diff = None if name in COST_ONLY else max_rel_diff(fast.ours_call(), pair.peer_call())
+        bf16_diff = max_rel_diff(ours_bf16(), fast.ours_call())
+        calls = {"ours": fast.ours_call, "ours_bf16": ours_bf16, "peer": pair.peer_call}
+        stats = interleaved_latency({**calls, "roofline": roof_call}, repeats=args.repeats)
+    ratio = stats["ours"]["median"] / stats["peer"]["median"]
+    bf16_ratio = stats["ours_bf16"]["median"] / stats["ours"]["median"]
+    roof_rate = roof_flops / stats["roofline"]["median"] / 1e9
+    fraction = flops / stats["ours"]["median"] / 1e9 / roof_rate
+    print(
+        f"{name:32s} ours {stats['ours']['median'] * 1e3:8.1f} ms  peer "
+        f"{stats['peer']['median'] * 1e3:8.1f} ms  ratio {ratio:5.2f}  "
+        f"{flops / 1e9:6.2f} GFLOPs  {fraction * 100:5.1f}% of roofline "
+        f"({roof_rate:.0f} GFLOP/s)  rel. diff {'-' if diff is None else f'{diff:.1e}'}  "
+        f"bf16 {stats['ours_bf16']['median'] * 1e3:.1f} ms ({bf16_ratio:.2f} x fp32, rel. "
+        f"diff {bf16_diff:.1e})"
+    )
+    result = dict(
+        stats, ratio=ratio, gflops=flops / 1e9, roofline_gflops_per_s=roof_rate,
+        roofline_fraction=fraction, max_rel_diff=diff, bf16_ratio=bf16_ratio,
+        bf16_max_rel_diff=bf16_diff,
+    )  # fmt: skip
+    if args.profile:
+        print_profile(fast)
+    if args.train:
+        train = training_step_ratio(pair, args.repeats)
+        # forward + backward is about 3x the forward's multiply-adds
+        train["roofline_fraction"] = 3 * flops / train["ours"]["median"] / 1e9 / roof_rate
+        result["train"] = train
+    return result
 
 
 def print_profile(pair: Pair, forwards: int = 5, rows: int = 8) -> None:
