@@ -36,19 +36,33 @@ reference: setup
 
 # AP parity of bf16 autocast + channels-last training against float32 (issue 20,
 # docs/training_speed.md): the reference schedule twice, paired by seed; resumable. Add seeds
-# (PARITY_SEEDS="1 2 3 4") while tools/precision_parity.py says "add seeds".
+# (PARITY_SEEDS="4 5" PARITY_NECKS="bifpn") while tools/precision_parity.py says "add seeds".
+# Also: a control (float32 with channels-last only: the same values, float32 sums in another
+# order) for CONTROL_NECKS, and the float32 models evaluated again in bf16 + channels-last.
 PARITY_SEEDS ?= 1 2 3
+PARITY_NECKS ?= fpn bifpn nasfpn
+CONTROL_NECKS ?= nasfpn
 # The runs' records go to docs/parity/ (committed; their folders stay local, see its .gitignore),
 # so a rerun trains only the runs whose record is missing.
-PARITY = $(PY) tools/compare.py --detectors faster_rcnn --necks fpn bifpn nasfpn \
-	--seeds $(PARITY_SEEDS) --jobs 2 --threads 1 --no-costs
-PARITY_SCHEDULE = SOLVER.MAX_ITER 250 TEST.EVAL_PERIOD 200
+PARITY = $(PY) tools/compare.py --detectors faster_rcnn --seeds $(PARITY_SEEDS) --jobs 2 \
+	--threads 1 --no-costs
+# the overrides come last (tools/compare.py reads everything after the first as overrides)
+SCHEDULE = SOLVER.MAX_ITER 250 TEST.EVAL_PERIOD 200
+FP32 = $(SCHEDULE) SOLVER.AMP.ENABLED False MODEL.CHANNELS_LAST False
+FP32_MODELS = --eval-only --weights 'docs/parity/fp32/runs/{detector}_{neck}/seed{seed}/model_final.pth'
+PARITY_TABLE = $(PY) tools/precision_parity.py
 parity: setup
-	$(PARITY) --out docs/parity/fp32 $(PARITY_SCHEDULE)
-	$(PARITY) --out docs/parity/bf16_cl $(PARITY_SCHEDULE) \
-		SOLVER.AMP.ENABLED True MODEL.CHANNELS_LAST True
-	$(PY) tools/precision_parity.py docs/parity/fp32 docs/parity/bf16_cl \
-		--out docs/parity/table.md
+	$(PARITY) --necks $(PARITY_NECKS) --out docs/parity/fp32 $(FP32)
+	$(PARITY) --necks $(PARITY_NECKS) --out docs/parity/bf16_cl \
+		$(SCHEDULE) SOLVER.AMP.ENABLED True MODEL.CHANNELS_LAST True
+	$(PARITY) --necks $(CONTROL_NECKS) --out docs/parity/fp32_cl \
+		$(SCHEDULE) SOLVER.AMP.ENABLED False MODEL.CHANNELS_LAST True
+	$(PARITY) --necks $(PARITY_NECKS) --out docs/parity/eval_fp32 $(FP32_MODELS) $(FP32)
+	$(PARITY) --necks $(PARITY_NECKS) --out docs/parity/eval_bf16_cl $(FP32_MODELS) \
+		$(SCHEDULE) TEST.AMP.ENABLED True MODEL.CHANNELS_LAST True
+	$(PARITY_TABLE) docs/parity/fp32 docs/parity/bf16_cl --out docs/parity/table.md
+	$(PARITY_TABLE) docs/parity/fp32 docs/parity/fp32_cl --out docs/parity/control.md
+	$(PARITY_TABLE) docs/parity/eval_fp32 docs/parity/eval_bf16_cl --out docs/parity/inference.md
 
 zoo: setup
 	$(PY) tools/build_zoo.py

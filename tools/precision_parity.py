@@ -87,8 +87,8 @@ def render(rows: List[Dict], baseline: str, fast: str) -> str:
     )
     lines = [
         f"Fast recipe ({fast}) minus baseline ({baseline}), paired by seed: mean [95% interval]. "
-        f"Runs made at commit {', '.join(commits)} by `make parity`; this table by "
-        f"`python tools/precision_parity.py {baseline} {fast}`.",
+        f"Runs made at commit {', '.join(commits)} by `make parity` (their records hold each "
+        f"run's command); this table by `python tools/precision_parity.py {baseline} {fast}`.",
         "",
         "| detector | neck | seeds | AP difference | AP_S difference | verdict |",
         "|---|---|---|---|---|---|",
