@@ -247,6 +247,10 @@ def test_eval_only_compares_existing_checkpoints(compared, setting, tmp_path):
     assert row.runs[0].metrics == _ap(out, "faster_rcnn_fpn", 4)  # the trained run's final AP
     with pytest.raises(FileNotFoundError, match="seed 5: .*seed5/model_final.pth does not exist"):
         compare(cells, str(tmp_path), evaluated, [5], launcher, measure=False, weights=weights)
+    # a recorded evaluation needs its checkpoint no more (a clone with the records alone)
+    gone = os.path.join(str(tmp_path), "not_here", "seed{seed}.pth")
+    (again,) = compare(cells, str(tmp_path), evaluated, [4], launcher, measure=False, weights=gone)
+    assert again.runs[0].metrics == row.runs[0].metrics
 
 
 def test_a_failed_run_names_its_log_and_shows_its_last_lines(setting, tmp_path):

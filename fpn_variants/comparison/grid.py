@@ -43,7 +43,8 @@ def plan_runs(
     weights: str = "",
 ) -> List[RunSpec]:
     """The :class:`RunSpec` of every cell x seed (recorded or not). ``weights``: with
-    ``recipe.eval_only``, the checkpoint of each run, with {detector}, {neck} and {seed}."""
+    ``recipe.eval_only``, the checkpoint of each run, with {detector}, {neck} and {seed} (needed
+    only by the runs not yet recorded)."""
     ledger, specs = Ledger(out), []
     processes = ["--num-gpus", str(num_gpus)] if num_gpus else []
     processes += ["--num-machines", str(num_machines)] if num_machines > 1 else []
@@ -51,7 +52,8 @@ def plan_runs(
         for seed in seeds:
             output_dir = ledger.run_dir(cell.name, seed)
             path = weights.format(detector=cell.detector, neck=cell.neck, seed=seed)
-            if recipe.eval_only and not os.path.isfile(path):
+            recorded = os.path.isfile(ledger.run_path(cell.name, seed))
+            if recipe.eval_only and not recorded and not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"--weights of {cell.name} seed {seed}: {path} does not exist (from "
                     f"--weights {weights!r}, with {{detector}}, {{neck}} and {{seed}})"
