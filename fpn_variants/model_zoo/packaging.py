@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import detectron2
 import torch
@@ -48,13 +48,15 @@ def _detector_name(cfg: CfgNode) -> str:
     return arch
 
 
-def git_commit() -> Optional[str]:
-    """Short HEAD commit of the repository, "-dirty" with uncommitted changes; None if no git."""
+def git_commit(outputs: Sequence[str] = ("model_zoo",)) -> Optional[str]:
+    """Short HEAD commit of the repository, "-dirty" with uncommitted changes outside
+    ``outputs`` (folders a tool writes while it runs, not part of the code state: by default the
+    model zoo's manifest and packaged configs); None if no git."""
     try:
         run = dict(cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip()
-        # the manifest and packaged configs change while packaging: not part of the code state
-        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!model_zoo"]
+        excluded = [f":!{path}" for path in outputs]
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded]
         dirty = subprocess.run(status, **run)
     except (OSError, subprocess.SubprocessError):
         return None
