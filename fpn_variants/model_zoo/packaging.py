@@ -48,10 +48,11 @@ def _detector_name(cfg: CfgNode) -> str:
     return arch
 
 
-def git_commit(outputs: Sequence[str] = ("model_zoo",)) -> Optional[str]:
+def git_commit(outputs: Sequence[str] = ("model_zoo", "docs")) -> Optional[str]:
     """Short HEAD commit of the repository, "-dirty" with uncommitted changes outside
-    ``outputs`` (folders a tool writes while it runs, not part of the code state: by default the
-    model zoo's manifest and packaged configs); None if no git."""
+    ``outputs`` (folders that tools write while they run, not part of the code state: by default
+    the model zoo's manifest and packaged configs, and docs/ with its run records and generated
+    tables); None if no git."""
     try:
         run = dict(cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True)
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip()
