@@ -296,3 +296,10 @@ def test_a_verdict_needs_an_interval_that_excludes_zero():
     undecided = claims.Verdict(claims.UNDECIDED, "GFLOPs not measured")
     assert combine([holds, undecided]) == undecided and combine([undecided, fails]) == fails
     assert combine([holds, holds]) == holds
+
+
+def test_costs_only_with_no_costs_is_refused(tool, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tool.main(["--out", str(tmp_path), "--costs-only", "--no-costs"])
+    assert "--costs-only measures the costs that --no-costs skips" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)  # refused before anything is written

@@ -4,9 +4,10 @@
     make reference                            # = python tools/reference.py --jobs 2
     python tools/reference.py --print-commands   # the missing runs, as commands
     python tools/reference.py --report        # runs.csv and summary.md from the records alone
+    python tools/reference.py --costs-only    # each cell's costs, on a quiet machine: no training
 
-The grid, seeds 1-3 each, one recipe for every neck (:data:`RECIPE`: the CPU configs of
-configs/Synthetic in float32 with channels-last), in this order:
+The grid, seeds 1-3 each, one recipe for every neck (:mod:`fpn_variants.comparison.reference`:
+the CPU configs of configs/Synthetic in float32 with channels-last), in this order:
 
 1. Faster R-CNN, the four paper necks, S iterations (S = 1,000: 4 epochs of the synthetic data);
 2. the same at 2S: a conclusion of the reference must survive doubling the schedule;
@@ -55,18 +56,20 @@ from fpn_variants.comparison.claims import (
     schedule_checks,
     schedule_overall,
 )
+from fpn_variants.comparison.reference import (
+    EVALUATIONS_PER_RUN,
+    REFERENCE_FOLDER,
+    REFERENCE_SCHEDULE,
+    SEEDS,
+    schedule_folder,
+    schedule_opts,
+)
 from fpn_variants.comparison.reports import learning_curve, render_table, runs_csv_text
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.io import atomic_write_text
 from fpn_variants.model_zoo.packaging import git_commit
 from fpn_variants.plots import plot_learning_curves
 
-SEEDS = (1, 2, 3)
-# Precision pinned, so that the recipe stays this one whatever the configs' defaults become.
-RECIPE = ("SOLVER.AMP.ENABLED", "False", "MODEL.CHANNELS_LAST", "True")
-# Learning curves: an evaluation (and a checkpoint, 115 MB with NAS-FPN) every quarter of the
-# schedule.
-EVALUATIONS_PER_RUN = 4
 BASELINES = tuple(neck for neck in NECKS if neck not in PAPER_NECKS)
 
 # (detector, necks, multiple of S), in the order they run.
@@ -77,18 +80,6 @@ GROUPS: Tuple[Group, ...] = (
     ("faster_rcnn", BASELINES, 1),
     ("retinanet", PAPER_NECKS, 1),
 )
-
-
-def schedule_folder(out: str, iterations: int) -> str:
-    """The ledger of one schedule: ``<out>/S<iterations>``."""
-    return os.path.join(out, f"S{iterations}")
-
-
-def schedule_opts(iterations: int) -> List[str]:
-    """The recipe's overrides at ``iterations`` iterations."""
-    period = str(max(1, iterations // EVALUATIONS_PER_RUN))
-    schedule = ["SOLVER.MAX_ITER", str(iterations), "TEST.EVAL_PERIOD", period]
-    return [*RECIPE, *schedule, "SOLVER.CHECKPOINT_PERIOD", period]
 
 
 def write_runs_csv(out: str) -> str:
@@ -325,7 +316,7 @@ def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> No
         cells = cells_from_template(DEFAULT_TEMPLATE, [detector], list(necks))
         recipe = Recipe.make(schedule_opts(iterations))
         launcher = None
-        if not args.print_commands:
+        if not (args.print_commands or args.costs_only):
             launcher = make_launcher("local", folder, args.jobs)
         for seed in SEEDS:
             compare(
@@ -342,10 +333,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="docs/reference")
-    parser.add_argument("--schedule", type=int, default=1000, help="S, in iterations")
+    parser.add_argument("--out", default=REFERENCE_FOLDER)
+    parser.add_argument("--schedule", type=int, default=REFERENCE_SCHEDULE, help="S, in iterations")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
     parser.add_argument("--no-costs", dest="costs", action="store_false", help="skip the costs")
+    parser.add_argument(
+        "--costs-only", action="store_true", help="measure the missing costs, train nothing"
+    )
     parser.add_argument("--print-commands", action="store_true", help="print missing runs only")
     parser.add_argument(
         "--report", action="store_true", help="only rewrite runs.csv and summary.md"
@@ -353,6 +347,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.schedule < EVALUATIONS_PER_RUN or args.jobs < 1:
         parser.error(f"--schedule must be at least {EVALUATIONS_PER_RUN} and --jobs at least 1")
+    if args.costs_only and not args.costs:
+        parser.error("--costs-only measures the costs that --no-costs skips: give one of them")
     quiet_upstream_warnings()
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
