@@ -10,18 +10,22 @@ this machine's conv roofline and the fraction of it each neck achieves (fvcore F
 roofline).
 
     python benchmarks/bench_necks.py [--repeats 10] [--threads 2] [--out output/bench_necks]
+
+Writes OUT/results.json, with the commit of the code and the command that made it.
 """
 
 import argparse
 import json
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 from fpn_variants.analysis import count_neck_flops, interleaved_latency, roofline_conv
+from fpn_variants.model_zoo.packaging import git_commit
 from fpn_variants.optimize import optimize_for_inference
 from fpn_variants.peer_pairs import COST_ONLY, PAIRS, Pair, max_rel_diff
+from fpn_variants.provenance import command_line
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -37,6 +41,18 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def new_results(args: argparse.Namespace, argv: Optional[List[str]] = None) -> Dict:
+    """The results before any pair is timed: the settings, and the commit of the code and the
+    command that make them (README's table names both)."""
+    return {
+        "commit": git_commit(),
+        "command": command_line("benchmarks/bench_necks.py", argv),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "pairs": {},
+    }
+
+
 def main(argv: List[str] = None) -> None:
     args = argument_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -45,7 +61,7 @@ def main(argv: List[str] = None) -> None:
         f"threads={args.threads}; FLOPs: fvcore (1 multiply-add = 1 flop); latency: batch 1, "
         f"eval, no grad, median of {args.repeats} interleaved runs"
     )
-    results = {"threads": args.threads, "repeats": args.repeats, "pairs": {}}
+    results = new_results(args, argv)
     for name, make in PAIRS.items():
         if args.only and not any(s in name for s in args.only):
             continue

@@ -32,7 +32,8 @@ time, against this machine's conv roofline (``fpn_variants.analysis``: one large
         [--variants "ours fp32" "ours bf16" ...] [--windows 6] [--window 4] [--warmup 3]
         [--out output/bench_train]
 
-Writes OUT/results.json (every window time, shares, MACs) and OUT/table.md.
+Writes OUT/results.json (every window time, shares, MACs; the commit of the code and the command
+that made it) and OUT/table.md.
 """
 
 import argparse
@@ -43,7 +44,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 from detectron2.config import get_cfg
@@ -52,7 +53,9 @@ from detectron2.utils.events import EventStorage
 from fpn_variants.analysis import roofline_conv
 from fpn_variants.config import add_fpn_variants_config, check_config
 from fpn_variants.engine import Trainer
+from fpn_variants.model_zoo.packaging import git_commit
 from fpn_variants.precision import MixedPrecisionTrainer
+from fpn_variants.provenance import command_line
 from fpn_variants.roi_heads import POOLER_NAMES, set_roi_level_rule
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -363,6 +366,23 @@ def markdown(results: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def new_results(args: argparse.Namespace, argv: Optional[List[str]], roofline: float) -> Dict:
+    """The results before any config is timed: the settings, the conv roofline (GMAC/s), and the
+    commit of the code and the command that make them (README's table names both)."""
+    return {
+        "commit": git_commit(),
+        "command": command_line("benchmarks/bench_train.py", argv),
+        "threads": args.threads,
+        "windows": args.windows,
+        "window": args.window,
+        "warmup": args.warmup,
+        "profile_steps": args.profile_steps,
+        "opts": args.opts,
+        "roofline_gmacs_per_s": roofline,
+        "configs": [],
+    }
+
+
 def main(argv: List[str] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -395,16 +415,7 @@ def main(argv: List[str] = None) -> Dict:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     progress("conv roofline")
-    results = {
-        "threads": args.threads,
-        "windows": args.windows,
-        "window": args.window,
-        "warmup": args.warmup,
-        "profile_steps": args.profile_steps,
-        "opts": args.opts,
-        "roofline_gmacs_per_s": roofline_gmacs(),
-        "configs": [],
-    }
+    results = new_results(args, argv, roofline_gmacs())
     for config in args.configs:
         results["configs"].append(bench_config(config, args, progress))
     table = markdown(results)

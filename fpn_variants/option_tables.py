@@ -5,6 +5,7 @@
 from typing import Any, List
 
 from .necks.options import Option
+from .provenance import current_line
 from .registry import NECK_REGISTRY
 
 __all__ = ["option_tables"]
@@ -32,10 +33,7 @@ def option_tables() -> str:
             title += f": {parent.__name__}'s options, and"
         rows = [_row(o) for o in cls.options if o.arg not in inherited]
         sections.append("\n".join([title, "", *_HEADER, *rows]))
-    note = (
-        "Written by `python tools/update_readme.py` from the declarations; "
-        "`tests/test_options.py` checks that it is current."
-    )
+    note = current_line("python tools/update_readme.py", "tests/test_options.py")
     return "\n\n".join([note, *sections]) + "\n"
 
 

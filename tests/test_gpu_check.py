@@ -38,6 +38,10 @@ def test_the_check_runs_on_the_cpu_and_writes_its_report(gpu_check, tmp_path):
     assert json.loads((tmp_path / "gpu_check.json").read_text()) == json.loads(json.dumps(results))
     report = (tmp_path / "gpu_check.md").read_text()
     assert "| faster_rcnn_bifpn | yes |" in report and f"| {pair} |" in report
+    # its third line names the commit of the code that ran and the command
+    assert results["command"] == "python tools/gpu_check.py " + " ".join(args)
+    assert f"by `{results['command']}`." in report.splitlines()[2]
+    assert (results["commit"] or "commit not recorded") in report.splitlines()[2]
 
 
 def test_cuda_on_a_machine_without_it_says_what_to_use(gpu_check, tmp_path, monkeypatch, capsys):

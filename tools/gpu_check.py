@@ -22,8 +22,6 @@ import copy
 import json
 import math
 import os
-import shlex
-import sys
 import time
 from typing import Dict, List
 
@@ -36,7 +34,9 @@ from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.data import SyntheticSpec, generate_synthetic_dataset
 from fpn_variants.engine import Trainer
 from fpn_variants.io import atomic_write_text
+from fpn_variants.model_zoo.packaging import git_commit
 from fpn_variants.peer_pairs import COST_ONLY, PAIRS, max_rel_diff
+from fpn_variants.provenance import command_line, provenance_line
 
 DETECTORS = ("faster_rcnn", "retinanet", "mask_rcnn")
 TEMPLATE = "configs/Synthetic/{detector}_R18_{neck}.yaml"
@@ -136,7 +136,8 @@ def time_pair(name: str, device: str, repeats: int) -> Dict:
 
 
 def _report(results: Dict) -> str:
-    lines = [f"# GPU check on {results['device']}", "", f"Command: `{results['command']}`", ""]
+    made = provenance_line([results["command"]], [results.get("commit")])
+    lines = [f"# GPU check on {results['device']}", "", made, ""]
     lines += ["## Training", "", "| cell | AMP | first loss | last loss | finite | s / it |"]
     lines += ["|---|---|---|---|---|---|"]
     for r in results["training"]:
@@ -185,9 +186,8 @@ def main(argv=None) -> Dict:
     cells = cells_from_template(TEMPLATE, args.detectors, args.necks)
     results = {
         "device": torch.cuda.get_device_name(args.device) if "cuda" in args.device else "CPU",
-        "command": shlex.join(
-            ["python", "tools/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "commit": git_commit(),
+        "command": command_line("tools/gpu_check.py", argv),
         "training": [
             train_cell(cell, recipe, args.out, args.iterations, amp)
             for cell in cells

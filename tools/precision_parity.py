@@ -24,6 +24,8 @@ import os
 from typing import Dict, List, Tuple
 
 from fpn_variants.comparison import PairedDifference, paired_difference, read_ledger
+from fpn_variants.model_zoo.packaging import git_commit
+from fpn_variants.provenance import command_line, provenance_line
 
 # The decision rule of issue 20 (box AP points).
 MAX_MEAN, MAX_HALF_INTERVAL, MIN_SEEDS, MAX_SEEDS = 1.0, 2.5, 3, 8
@@ -81,14 +83,15 @@ def _format(difference: PairedDifference) -> str:
     return f"{difference.mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def render(rows: List[Dict], baseline: str, fast: str) -> str:
-    commits = sorted(
-        {r.git_commit for folder in (baseline, fast) for r in read_ledger([folder])[0]}
-    )
+def render(rows: List[Dict], baseline: str, fast: str, command: str) -> str:
+    """The table of ``rows``, under the commits of the runs in both folders and ``command`` (the
+    one that wrote it)."""
+    commits = [r.git_commit for folder in (baseline, fast) for r in read_ledger([folder])[0]]
     lines = [
-        f"Fast recipe ({fast}) minus baseline ({baseline}), paired by seed: mean [95% interval]. "
-        f"Runs made at commit {', '.join(commits)} by `make parity` (their records hold each "
-        f"run's command); this table by `python tools/precision_parity.py {baseline} {fast}`.",
+        provenance_line(["make parity", command], commits, written_at=git_commit()),
+        "",
+        f"Fast recipe ({fast}) minus baseline ({baseline}), paired by seed: mean [95% interval]; "
+        "each run's record holds its command.",
         "",
         "| detector | neck | seeds | AP difference | AP_S difference | verdict |",
         "|---|---|---|---|---|---|",
@@ -112,7 +115,7 @@ def main(argv: List[str] = None) -> List[Dict]:
     rows = parity_rows(read_runs(args.baseline), read_runs(args.fast))
     if not rows:
         raise SystemExit(f"no (detector, neck) cell is in both {args.baseline} and {args.fast}")
-    table = render(rows, args.baseline, args.fast)
+    table = render(rows, args.baseline, args.fast, command_line("tools/precision_parity.py", argv))
     print(table)
     if args.out:
         with open(args.out, "w") as f:

@@ -17,7 +17,9 @@
   ``configs/`` and how many there are (always; ``tests/test_docs.py`` checks it is current);
 - between ``<!-- options:begin -->`` and ``<!-- options:end -->``: the necks' option tables, from
   their declarations (:func:`fpn_variants.option_tables.option_tables`), always.
-A section whose source is missing is left as it is.
+A section whose source is missing is left as it is. Each section opens with its provenance line
+(:mod:`fpn_variants.provenance`): the commit of the code that made its numbers, as its results or
+run records keep it, and the commands that made it.
 """
 
 import argparse
@@ -29,7 +31,14 @@ import shutil
 
 from fpn_variants.comparison import LATE_FRACTION, read_ledger
 from fpn_variants.option_tables import option_tables
+from fpn_variants.provenance import current_line, provenance_line
 from fpn_variants.registry import NECK_REGISTRY
+
+COMMAND = "python tools/update_readme.py"
+# The configs section is made from the files alone, always rewritten; this test fails when stale.
+CONFIGS_TEST = "tests/test_docs.py"
+# What remakes a benchmark's results (both benchmarks: the Makefile).
+BENCHMARK = "make benchmark"
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -39,9 +48,22 @@ def replace_section(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
-def compare_section(folder: str, images: str) -> str:
+def results_line(results: dict) -> str:
+    """The provenance line of a section made from a benchmark's ``results.json``: the commit and
+    command it recorded when it ran, or that they were not recorded (results made before)."""
+    if not results.get("command"):
+        why = "made before results recorded their commit and command"
+        return provenance_line([COMMAND], [], why=why, rerun=BENCHMARK)
+    return provenance_line([results["command"], COMMAND], [results.get("commit")], rerun=BENCHMARK)
+
+
+def compare_section(folder: str, images: str, command: str) -> str:
+    """The comparison's table and plots, under the commits its run records name; ``command`` is
+    the one that trained the runs into ``folder``."""
     with open(os.path.join(folder, "table.md")) as f:
         table = f.read()
+    runs, _ = read_ledger([folder])
+    line = provenance_line([command, COMMAND], [run.git_commit for run in runs])
     os.makedirs(images, exist_ok=True)
     pictures = []
     for name in ("ap_vs_gflops.png", "ap_by_size.png", "learning_curves.png", "detections.png"):
@@ -49,7 +71,7 @@ def compare_section(folder: str, images: str) -> str:
         if os.path.isfile(src):
             shutil.copy(src, os.path.join(images, name))
             pictures.append(f"![{name[:-4]}](docs/images/{name})")
-    return table + "\n" + " ".join(pictures) + "\n"
+    return line + "\n\n" + table + "\n" + " ".join(pictures) + "\n"
 
 
 def per_seed_section(folder: str) -> str:
@@ -96,6 +118,8 @@ def configs_section(config_dir: str = "configs") -> str:
     )
     return "\n".join(
         [
+            current_line(COMMAND, CONFIGS_TEST),
+            "",
             "| files | recipe | how many |",
             "|---|---|---|",
             "| `configs/Synthetic/<detector>_R18_<NECK>.yaml` | CPU, built-in data | "
@@ -114,6 +138,8 @@ def bench_section(folder: str) -> str:
     with open(os.path.join(folder, "results.json")) as f:
         results = json.load(f)
     lines = [
+        results_line(results),
+        "",
         f"{results['threads']} threads, batch 1, eval mode, median of {results['repeats']} "
         "interleaved runs; roofline = GFLOP/s of a 256-channel 3x3 conv at 100x100 timed in "
         "turns with each pair; FLOPs by fvcore; training step = forward + backward in train "
@@ -149,6 +175,14 @@ def bench_section(folder: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bench_train_section(folder: str) -> str:
+    """``table.md`` of ``benchmarks/bench_train.py`` under the provenance its results recorded."""
+    with open(os.path.join(folder, "results.json"), encoding="utf-8") as f:
+        line = results_line(json.load(f))
+    with open(os.path.join(folder, "table.md"), encoding="utf-8") as f:
+        return line + "\n\n" + f.read()
+
+
 def _bf16_columns(pair: dict) -> str:
     """Ours in bfloat16 (autocast; the peers run float32): ms, and its ratios to ours in
     float32 and to the peer; dashes in results made before bench_necks timed it."""
@@ -162,6 +196,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--compare", default="output/reference")
+    parser.add_argument(
+        "--compare-command",
+        default="bash benchmarks/reference_comparison.sh",
+        help="the command that trained --compare's runs (named in the sections' first line)",
+    )
     parser.add_argument("--reference-doc", default="docs/reference_comparison.md")
     parser.add_argument("--bench", default="output/bench_necks")
     parser.add_argument("--bench-train", default="output/bench_train")
@@ -173,7 +212,7 @@ def main() -> None:
     text = replace_section(text, "options", option_tables())
     if os.path.isfile(os.path.join(args.compare, "table.md")):
         images = os.path.join(os.path.dirname(os.path.abspath(args.readme)), "docs", "images")
-        section = compare_section(args.compare, images)
+        section = compare_section(args.compare, images, args.compare_command)
         text = replace_section(text, "compare", section)
         if os.path.isfile(args.reference_doc):
             with open(args.reference_doc, encoding="utf-8") as f:
@@ -186,10 +225,8 @@ def main() -> None:
             print(f"updated {args.reference_doc}")
     if os.path.isfile(os.path.join(args.bench, "results.json")):
         text = replace_section(text, "bench", bench_section(args.bench))
-    train_table = os.path.join(args.bench_train, "table.md")
-    if os.path.isfile(train_table):
-        with open(train_table, encoding="utf-8") as f:
-            text = replace_section(text, "bench-train", f.read())
+    if all(os.path.isfile(os.path.join(args.bench_train, f)) for f in ("table.md", "results.json")):
+        text = replace_section(text, "bench-train", bench_train_section(args.bench_train))
     with open(args.readme, "w") as f:
         f.write(text)
     print(f"updated {args.readme}")
