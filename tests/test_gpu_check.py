@@ -4,6 +4,7 @@ AMP, the device's outputs against the CPU's, the necks timed against a peer), on
 import importlib.util
 import json
 import os
+import shlex
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_the_check_runs_on_the_cpu_and_writes_its_report(gpu_check, tmp_path):
     report = (tmp_path / "gpu_check.md").read_text()
     assert "| faster_rcnn_bifpn | yes |" in report and f"| {pair} |" in report
     # its third line names the commit of the code that ran and the command
-    assert results["command"] == "python tools/gpu_check.py " + " ".join(args)
+    assert results["command"] == shlex.join(["python", "tools/gpu_check.py", *args])
     assert f"by `{results['command']}`." in report.splitlines()[2]
     assert (results["commit"] or "commit not recorded") in report.splitlines()[2]
 
