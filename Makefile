@@ -1,8 +1,9 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make demo   the main job: a side-by-side preview on the built-in synthetic data, 2 seeds
-#               (make reference: the long-schedule reference in docs/reference/, built run
-#               by run over days, to replace docs/reference_comparison.md's table: 1 epoch
-#               per run, not converged)
+#               (make reference: the long-schedule reference, docs/reference_comparison.md,
+#               built run by run over days into docs/reference/; not converged: its schedule
+#               is chosen so that its conclusions survive doubling it. Until its grid is
+#               complete the README shows the 1-epoch table, docs/one_epoch_comparison.md)
 #   make test   the test suite (what .ci/run runs)
 # Both create .venv/ and install the pinned dependencies first; a second run skips that.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference comparison of docs/reference_comparison.md: Faster R-CNN R18 with every neck and
+# The 1-epoch comparison of docs/one_epoch_comparison.md: Faster R-CNN R18 with every neck and
 # the FPN paper's baselines, seeds 1-3, ITERS iterations (250: 1 epoch) with an evaluation at 80%
 # of them (the plateau criterion); two runs at a time, one intra-op thread each (2 cores).
 # Interrupted: run it again; finished runs are kept, an interrupted one resumes from its last

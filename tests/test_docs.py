@@ -147,7 +147,7 @@ def test_adding_a_neck_lists_the_files_it_touches():
 
 
 def test_reference_comparison_states_the_levels_its_necks_run_on():
-    text = _read("docs", "reference_comparison.md")
+    text = _read("docs", "one_epoch_comparison.md")
     necks = re.search(r"- \*\*Necks\*\*(.*?)\n- ", text, re.S).group(1)
     assert "P2-P6, from C2-C5, P6 by max-pooling" in _words(necks)
     for row in NECK_REGISTRY:
@@ -185,7 +185,7 @@ def test_the_sample_image_named_in_the_docs_is_generated(doc, tmp_path):
 
 
 def test_makefile_calls_the_reference_converged_only_if_it_is():
-    converged = "does not meet it" not in _words(_read("docs", "reference_comparison.md"))
+    converged = "does not meet it" not in _words(_read("docs", "one_epoch_comparison.md"))
     makefile = _words(_read("Makefile").replace("#", ""))
     assert ("converged comparison" in makefile) == converged
     assert ("not converged" in makefile) == (not converged)

@@ -13,8 +13,8 @@ from matplotlib.transforms import Bbox  # noqa: E402
 from fpn_variants import plots  # noqa: E402
 from fpn_variants.plots import CostPoint, SizeBars, place_labels  # noqa: E402
 
-# The 9 rows of the reference comparison, with two long labels at nearly the same place (as in
-# docs/reference_comparison.md, where they were printed on top of each other).
+# The 9 rows of the 1-epoch comparison, with two long labels at nearly the same place (as in
+# docs/one_epoch_comparison.md, where they were printed on top of each other).
 LABELS = [
     "FPN",
     "PANet",

@@ -5,10 +5,10 @@
                                   [--bench-train output/bench_train]
 
 - between ``<!-- compare:begin -->`` and ``<!-- compare:end -->``: ``table.md`` of a
-  ``tools/compare.py`` run (the 1-epoch reference comparison,
+  ``tools/compare.py`` run (the 1-epoch comparison,
   ``benchmarks/reference_comparison.sh``), plus its plots copied to ``docs/images/``; the same
   table and every run's AP per seed between ``<!-- reference:begin -->`` and
-  ``<!-- reference:end -->`` of docs/reference_comparison.md;
+  ``<!-- reference:end -->`` of docs/one_epoch_comparison.md;
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
   ``benchmarks/bench_necks.py`` (``results.json``);
 - between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of
@@ -31,7 +31,7 @@ import shutil
 
 from fpn_variants.comparison import LATE_FRACTION, read_ledger
 from fpn_variants.option_tables import option_tables
-from fpn_variants.provenance import current_line, provenance_line
+from fpn_variants.provenance import current_line, provenance_line, replace_section
 from fpn_variants.registry import NECK_REGISTRY
 
 COMMAND = "python tools/update_readme.py"
@@ -39,13 +39,6 @@ COMMAND = "python tools/update_readme.py"
 CONFIGS_TEST = "tests/test_docs.py"
 # What remakes a benchmark's results (both benchmarks: the Makefile).
 BENCHMARK = "make benchmark"
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no '<!-- {name}:begin/end -->' markers")
-    return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
 def results_line(results: dict) -> str:
@@ -201,7 +194,7 @@ def main() -> None:
         default="bash benchmarks/reference_comparison.sh",
         help="the command that trained --compare's runs (named in the sections' first line)",
     )
-    parser.add_argument("--reference-doc", default="docs/reference_comparison.md")
+    parser.add_argument("--reference-doc", default="docs/one_epoch_comparison.md")
     parser.add_argument("--bench", default="output/bench_necks")
     parser.add_argument("--bench-train", default="output/bench_train")
     parser.add_argument("--configs", default="configs", help="the folder the configs block lists")
@@ -221,7 +214,7 @@ def main() -> None:
             doc_section = section.replace("](docs/images/", "](images/")
             doc_section += "\nEvery run:\n\n" + per_seed_section(args.compare)
             with open(args.reference_doc, "w", encoding="utf-8") as f:
-                f.write(replace_section(doc, "reference", doc_section))
+                f.write(replace_section(doc, "reference", doc_section, args.reference_doc))
             print(f"updated {args.reference_doc}")
     if os.path.isfile(os.path.join(args.bench, "results.json")):
         text = replace_section(text, "bench", bench_section(args.bench))
