@@ -1,6 +1,7 @@
 """tools/reference.py: the reference grid of issue 23, run seed by seed, a rerun training only the
 runs whose record is missing, runs.csv rewritten from the records of every schedule, and
-summary.md (progress, table, schedule criterion, claims) with verdicts computed from the records."""
+summary.md (progress, table, schedule criterion, claims) with verdicts computed from the records,
+its sections also the generated block of the reference's page."""
 
 import csv
 import os
@@ -155,7 +156,7 @@ def costs(neck, gflops):
 
 
 def summary(tool, out):
-    with open(tool.write_summary(str(out), S), encoding="utf-8") as f:
+    with open(tool.write_summary(tool.make_report(str(out), S), str(out)), encoding="utf-8") as f:
         return f.read()
 
 
@@ -303,3 +304,64 @@ def test_costs_only_with_no_costs_is_refused(tool, tmp_path, capsys):
         tool.main(["--out", str(tmp_path), "--costs-only", "--no-costs"])
     assert "--costs-only measures the costs that --no-costs skips" in capsys.readouterr().err
     assert not os.listdir(tmp_path)  # refused before anything is written
+
+
+# A page of the reference: hand-written prose around the block --report rewrites.
+PAGE_BEFORE = "# The reference\n\nHand-written.\n\n<!-- reference-summary:begin -->\n"
+PAGE_AFTER = "<!-- reference-summary:end -->\n\n## What it says\n\nHand-written too.\n"
+PAGE = PAGE_BEFORE + "a stale block\n" + PAGE_AFTER
+PICTURE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+def test_the_report_rewrites_the_block_of_the_page_with_links_relative_to_it(tool, tmp_path):
+    out, page = tmp_path / "docs" / "reference", tmp_path / "docs" / "page.md"
+    for seed in (1, 2):
+        write_run(out, "faster_rcnn", "fpn", seed, S, FPN_BY_SEED[seed], 20.0)
+    page.write_text(PAGE, encoding="utf-8")
+    tool.main(["--out", str(out), "--schedule", str(S), "--report", "--page", str(page)])
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(PAGE_BEFORE) and text.endswith(PAGE_AFTER)
+    block = text[len(PAGE_BEFORE) : -len(PAGE_AFTER)]
+    assert block.startswith(
+        f"Generated from runs at commit `{'a' * 12}` (2 runs) by `make reference`, then "
+        "`python tools/reference.py --report`"
+    )
+    pictures = PICTURE.findall(block)
+    assert pictures == ["reference/learning_curves_AP.png", "reference/learning_curves_AP_S.png"]
+    assert all((page.parent / picture).is_file() for picture in pictures)
+    assert "[neck_flops.md](reference/neck_flops.md)" in block and f"`reference/S{S}/`" in block
+    # summary.md: the same sections under its title, its links from the reference folder
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert PICTURE.findall(summary) == ["learning_curves_AP.png", "learning_curves_AP_S.png"]
+    from_summary = block.replace("](reference/", "](").replace("`reference/S", "`S")
+    title = "# The long-schedule reference: summary\n\n"
+    assert summary.rstrip("\n") == title + from_summary.rstrip("\n")
+    assert "**Incomplete: 2 of 51 runs recorded.**" in block
+
+
+def test_a_page_without_the_markers_is_refused_before_anything_is_written(tool, tmp_path, capsys):
+    page, out = tmp_path / "page.md", tmp_path / "out"
+    page.write_text("# A page\n\nno block\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        tool.main(["--out", str(out), "--report", "--page", str(page)])
+    assert (
+        f"{page} has no '<!-- reference-summary:begin -->' ... '<!-- reference-summary:end -->' "
+        "markers" in capsys.readouterr().err
+    )
+    assert not out.exists() and page.read_text(encoding="utf-8") == "# A page\n\nno block\n"
+    with pytest.raises(SystemExit):
+        tool.main(["--out", str(out), "--report", "--page", str(tmp_path / "none.md")])
+    assert "none.md: no such file" in capsys.readouterr().err
+
+
+def test_only_the_reference_folder_rewrites_the_page_by_default(tool, tmp_path, monkeypatch):
+    """A report into another folder (every test's) leaves the repository's page alone."""
+    page, out = tmp_path / "page.md", tmp_path / "out"
+    page.write_text(PAGE, encoding="utf-8")
+    monkeypatch.setattr(tool, "PAGE", str(page))
+    write_run(out, "faster_rcnn", "fpn", 1, S, FPN_BY_SEED[1], 20.0)
+    tool.main(["--out", str(out), "--schedule", str(S), "--report"])
+    assert page.read_text(encoding="utf-8") == PAGE and (out / "summary.md").is_file()
+    monkeypatch.setattr(tool, "REFERENCE_FOLDER", str(out))
+    tool.main(["--schedule", str(S), "--report"])
+    assert "a stale block" not in page.read_text(encoding="utf-8")

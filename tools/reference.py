@@ -3,7 +3,7 @@
 
     make reference                            # = python tools/reference.py --jobs 2
     python tools/reference.py --print-commands   # the missing runs, as commands
-    python tools/reference.py --report        # runs.csv and summary.md from the records alone
+    python tools/reference.py --report        # runs.csv, summary.md, the page: records alone
     python tools/reference.py --costs-only    # each cell's costs, on a quiet machine: no training
 
 The grid, seeds 1-3 each, one recipe for every neck (:mod:`fpn_variants.comparison.reference`:
@@ -21,14 +21,17 @@ trains only the runs whose record is missing, and an interrupted run resumes fro
 checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the records, and so
 is ``docs/reference/summary.md`` (:func:`write_summary`): which runs are recorded and which are
 missing, the table at S, the schedule criterion (S against 2S), the learning curves and the
-papers' claims, each checked (:mod:`fpn_variants.comparison.claims`).
+papers' claims, each checked (:mod:`fpn_variants.comparison.claims`). The same sections are the
+generated block of the page, docs/reference_comparison.md (:func:`write_page`; ``--page``),
+whose prose around it is hand-written.
 """
 
 import argparse
 import os
+import posixpath
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -68,7 +71,7 @@ from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.io import atomic_write_text
 from fpn_variants.model_zoo.packaging import git_commit
 from fpn_variants.plots import plot_learning_curves
-from fpn_variants.provenance import provenance_line
+from fpn_variants.provenance import provenance_line, replace_section
 
 BASELINES = tuple(neck for neck in NECKS if neck not in PAPER_NECKS)
 
@@ -96,6 +99,10 @@ def write_runs_csv(out: str) -> str:
 
 
 SUMMARY = "summary.md"
+# The reference's page: hand-written around the block of the summary that :func:`write_page`
+# rewrites (between ``<!-- reference-summary:begin -->`` and ``<!-- reference-summary:end -->``).
+PAGE = os.path.join("docs", "reference_comparison.md")
+PAGE_SECTION = "reference-summary"
 # The summary's learning-curve pictures (written next to it): (box metric, its name, file).
 CURVE_PICTURES = (
     ("AP", "AP", "learning_curves_AP.png"),
@@ -228,7 +235,13 @@ def write_curves(rows_s, rows_2s, out: str) -> List[Tuple[str, str]]:
     return written
 
 
-def _curves_section(progress, pictures: Sequence[Tuple[str, str]]) -> List[str]:
+def _link(folder: str, path: str) -> str:
+    """``path`` (relative to the reference folder) as seen from a page ``folder`` away from it
+    ("" for summary.md, which lies in it)."""
+    return posixpath.join(folder, path) if folder else path
+
+
+def _curves_section(progress, pictures: Sequence[Tuple[str, str]], folder: str) -> List[str]:
     groups = [g for g in progress if g.detector == "faster_rcnn" and g.paper]
     lines = ["## Learning curves (Faster R-CNN, paper necks, S and 2S)", "", _status(groups), ""]
     if not pictures:
@@ -237,10 +250,10 @@ def _curves_section(progress, pictures: Sequence[Tuple[str, str]]) -> List[str]:
         "Box AP at each evaluation (every quarter of the schedule): the mean over seeds, and a "
         "band from the lowest to the highest seed."
     )
-    return lines + [""] + [f"![{name}]({file})" for name, file in pictures] + [""]
+    return lines + [""] + [f"![{name}]({_link(folder, file)})" for name, file in pictures] + [""]
 
 
-def _claims_section(progress, rows_s, schedule: int) -> List[str]:
+def _claims_section(progress, rows_s, schedule: int, folder: str) -> List[str]:
     return [
         f"## The papers' claims, checked at S = {schedule}",
         "",
@@ -252,37 +265,62 @@ def _claims_section(progress, rows_s, schedule: int) -> List[str]:
         "interval contains 0, fewer than 2 seeds are paired (no interval), or the GFLOPs are "
         "not measured; **no runs yet**: a neck has no run. *At least FPN's AP* is decided "
         "only when the interval excludes 0 (an equivalence would need a margin). The necks' "
-        "FLOPs in the papers' own setting: [neck_flops.md](neck_flops.md).",
+        f"FLOPs in the papers' own setting: [neck_flops.md]({_link(folder, 'neck_flops.md')}).",
         "",
         render_claims(check_claims(rows_s, seeds=len(SEEDS))),
     ]
 
 
-def summary_text(schedule, progress, runs, rows_s, rows_2s, pictures) -> str:
-    """summary.md: what :func:`write_summary` found, as Markdown."""
+@dataclass
+class Report:
+    """What the records of the reference say, as :func:`make_report` reads them: the progress of
+    each group, every run, the cells at S and 2S, and the learning-curve pictures written
+    (metric name, file in the reference folder)."""
+
+    schedule: int
+    progress: List[GroupProgress]
+    runs: List[RunRecord]
+    rows_s: List[CellSummary]
+    rows_2s: List[CellSummary]
+    pictures: List[Tuple[str, str]]
+
+
+def _header(report: Report, folder: str) -> List[str]:
+    """The provenance line and what the report is made from."""
     written_at = git_commit()
-    lines = [
-        "# The long-schedule reference: summary",
-        "",
+    commits = [run.git_commit for run in report.runs] or [written_at]
+    at_s, at_2s = (_link(folder, f"S{m * report.schedule}/") for m in (1, 2))
+    return [
         provenance_line(
-            ["make reference", "python tools/reference.py --report"],
-            [run.git_commit for run in runs] or [written_at],
-            written_at=written_at,
+            ["make reference", "python tools/reference.py --report"], commits, written_at=written_at
         ),
         "",
-        f"Made from the {len(runs)} run records under `S{schedule}/` and `S{2 * schedule}/` (and "
-        "their cost records) alone; do not edit. The grid, the recipe and the commands: "
+        f"Made from the {len(report.runs)} run records under `{at_s}` and `{at_2s}` (and their "
+        "cost records) alone; do not edit. The grid, the recipe and the commands: "
         "`tools/reference.py`, issue 23. While a section says *incomplete*, it changes as runs "
         "come in and none of it is the reference's conclusion; a verdict needs 2 seeds paired "
         "by seed for an interval, and says *not decided* otherwise.",
         "",
     ]
+
+
+def report_sections(report: Report, folder: str = "") -> List[str]:
+    """The lines of summary.md after its title, and of the page's block: provenance, progress,
+    results at S, the schedule criterion, learning curves, the claims. ``folder``: the path from
+    the page to the reference folder, which links and pictures go through ("" for summary.md)."""
+    progress, rows_s, schedule = report.progress, report.rows_s, report.schedule
+    lines = _header(report, folder)
     lines += _progress_section(progress)
     lines += _results_section(progress, rows_s, schedule)
-    lines += _schedule_section(progress, rows_s, rows_2s, schedule)
-    lines += _curves_section(progress, pictures)
-    lines += _claims_section(progress, rows_s, schedule)
-    return "\n".join(lines)
+    lines += _schedule_section(progress, rows_s, report.rows_2s, schedule)
+    lines += _curves_section(progress, report.pictures, folder)
+    lines += _claims_section(progress, rows_s, schedule, folder)
+    return lines
+
+
+def summary_text(report: Report) -> str:
+    """summary.md: the :func:`report_sections` under its title, as Markdown."""
+    return "\n".join(["# The long-schedule reference: summary", "", *report_sections(report)])
 
 
 def _grid_cells(multiple: int) -> List[Tuple[str, str]]:
@@ -290,29 +328,51 @@ def _grid_cells(multiple: int) -> List[Tuple[str, str]]:
     return [(d, neck) for d, necks, m in GROUPS if m == multiple for neck in necks]
 
 
-def write_summary(out: str, schedule: int) -> str:
-    """Rewrite ``<out>/summary.md`` and its pictures from the records at S and 2S alone;
-    return its path."""
+def make_report(out: str, schedule: int) -> Report:
+    """The :class:`Report` of the records at S and 2S under ``out`` alone; writes its learning
+    curves there."""
     ledgers = {m: Ledger(schedule_folder(out, m * schedule)) for m in (1, 2)}
     runs_at = {m * schedule: ledger.runs() for m, ledger in ledgers.items()}
     rows_s = summarize(_grid_cells(1), runs_at[schedule], ledgers[1].costs())
     rows_2s = summarize(_grid_cells(2), runs_at[2 * schedule], ledgers[2].costs())
-    progress = group_progress(schedule, runs_at)
-    pictures = write_curves(rows_s, rows_2s, out)
     runs = [run for runs in runs_at.values() for run in runs]
+    pictures = write_curves(rows_s, rows_2s, out)
+    return Report(schedule, group_progress(schedule, runs_at), runs, rows_s, rows_2s, pictures)
+
+
+def write_summary(report: Report, out: str) -> str:
+    """Rewrite ``<out>/summary.md``; return its path."""
     path = os.path.join(out, SUMMARY)
-    atomic_write_text(path, summary_text(schedule, progress, runs, rows_s, rows_2s, pictures))
+    atomic_write_text(path, summary_text(report))
     return path
 
 
-def rewrite_reports(out: str, schedule: int) -> List[str]:
-    """runs.csv and summary.md rewritten from the records; return their paths."""
-    return [write_runs_csv(out), write_summary(out, schedule)]
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def write_page(report: Report, out: str, page: str) -> str:
+    """Rewrite the ``reference-summary`` block of ``page`` (the rest of it is hand-written), its
+    links and pictures relative to the page; return its path."""
+    folder = os.path.relpath(os.path.abspath(out), os.path.dirname(os.path.abspath(page)))
+    folder = "" if folder == os.curdir else folder.replace(os.sep, "/")
+    block = "\n".join(report_sections(report, folder))
+    atomic_write_text(page, replace_section(_read(page), PAGE_SECTION, block, page))
+    return page
+
+
+def rewrite_reports(out: str, schedule: int, page: Optional[str] = None) -> List[str]:
+    """runs.csv, summary.md and, given ``page``, its block rewritten from the records; return
+    their paths."""
+    report = make_report(out, schedule)
+    paths = [write_runs_csv(out), write_summary(report, out)]
+    return paths + ([write_page(report, out, page)] if page else [])
 
 
 def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> None:
     """Train (or, with ``--print-commands``, print) the missing runs of ``groups``, seed by seed,
-    rewriting runs.csv and summary.md after each seed."""
+    rewriting runs.csv, summary.md and the page after each seed."""
     for detector, necks, multiple in groups:
         iterations = multiple * args.schedule
         folder = schedule_folder(args.out, iterations)
@@ -328,8 +388,25 @@ def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> No
                 commands_only=args.print_commands,
             )  # fmt: skip
             if not args.print_commands:
-                paths = rewrite_reports(args.out, args.schedule)
+                paths = rewrite_reports(args.out, args.schedule, args.page)
                 print(f"{' and '.join(paths)} rewritten", file=sys.stderr)
+
+
+def _page(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Optional[str]:
+    """The page whose block the reports rewrite: ``--page``, else :data:`PAGE` when ``--out`` is
+    the reference folder itself (a run elsewhere never touches the repository's page); checked
+    before anything is trained or written."""
+    page = args.page
+    if page is None and os.path.abspath(args.out) == os.path.abspath(REFERENCE_FOLDER):
+        page = PAGE
+    if page is not None:
+        if not os.path.isfile(page):
+            parser.error(f"--page {page}: no such file (the page the reference's block goes in)")
+        try:
+            replace_section(_read(page), PAGE_SECTION, "", page)
+        except ValueError as error:
+            parser.error(str(error))
+    return page
 
 
 def main(argv=None) -> None:
@@ -345,20 +422,27 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--print-commands", action="store_true", help="print missing runs only")
     parser.add_argument(
-        "--report", action="store_true", help="only rewrite runs.csv and summary.md"
+        "--report", action="store_true", help="only rewrite runs.csv, summary.md and the page"
+    )
+    parser.add_argument(
+        "--page",
+        help=f"the page whose <!-- {PAGE_SECTION} --> block is rewritten (default: {PAGE} when "
+        "--out is the default folder, no page otherwise)",
     )
     args = parser.parse_args(argv)
     if args.schedule < EVALUATIONS_PER_RUN or args.jobs < 1:
         parser.error(f"--schedule must be at least {EVALUATIONS_PER_RUN} and --jobs at least 1")
     if args.costs_only and not args.costs:
         parser.error("--costs-only measures the costs that --no-costs skips: give one of them")
+    args.page = _page(args, parser)
     quiet_upstream_warnings()
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
     if not args.report:
         run_groups(args)
     if not args.print_commands:
-        print(f"{' and '.join(rewrite_reports(args.out, args.schedule))} written")
+        paths = rewrite_reports(args.out, args.schedule, args.page)
+        print(f"{', '.join(paths)} written")
 
 
 if __name__ == "__main__":
