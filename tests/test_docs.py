@@ -146,8 +146,9 @@ def test_adding_a_neck_lists_the_files_it_touches():
     assert f"writes its {len(generated) // necks} configs" in text
 
 
-def test_reference_comparison_states_the_levels_its_necks_run_on():
-    text = _read("docs", "one_epoch_comparison.md")
+@pytest.mark.parametrize("page", ["reference_comparison.md", "one_epoch_comparison.md"])
+def test_the_comparison_pages_state_the_levels_their_necks_run_on(page):
+    text = _read("docs", page)
     necks = re.search(r"- \*\*Necks\*\*(.*?)\n- ", text, re.S).group(1)
     assert "P2-P6, from C2-C5, P6 by max-pooling" in _words(necks)
     for row in NECK_REGISTRY:
@@ -165,6 +166,18 @@ def test_reference_comparison_states_the_levels_its_necks_run_on():
         }, path
         assert cfg.MODEL.FPN.IN_FEATURES == ["res2", "res3", "res4", "res5"]
         assert cfg.MODEL.FPN.EXTRA_LEVEL_TYPE == "maxpool"
+
+
+def test_readme_links_the_reference_its_records_and_the_one_epoch_page():
+    readme = _read("README.md")
+    for path in [
+        "docs/reference_comparison.md",
+        "docs/reference/summary.md",
+        "docs/reference/runs.csv",
+        "docs/one_epoch_comparison.md",
+    ]:
+        assert f"]({path})" in readme, path
+        assert os.path.isfile(os.path.join(ROOT, path)), path
 
 
 def test_readme_says_whether_the_model_zoo_weights_can_be_downloaded():
@@ -185,7 +198,9 @@ def test_the_sample_image_named_in_the_docs_is_generated(doc, tmp_path):
 
 
 def test_makefile_calls_the_reference_converged_only_if_it_is():
-    converged = "does not meet it" not in _words(_read("docs", "one_epoch_comparison.md"))
+    converged = "is not a converged schedule" not in _words(
+        _read("docs", "reference_comparison.md")
+    )
     makefile = _words(_read("Makefile").replace("#", ""))
     assert ("converged comparison" in makefile) == converged
     assert ("not converged" in makefile) == (not converged)
@@ -237,7 +252,12 @@ def _missing_commits(commits) -> list:
 
 def test_every_generated_table_names_its_commit_and_command():
     tables = _generated_tables()
-    assert {"README.md <!-- bench -->", "MODEL_ZOO.md", "docs/reference/summary.md"} <= set(tables)
+    assert {
+        "README.md <!-- bench -->",
+        "MODEL_ZOO.md",
+        "docs/reference/summary.md",
+        "docs/reference_comparison.md <!-- reference-summary -->",
+    } <= set(tables)
     for where, line in tables.items():
         assert line.startswith("Generated ") and "commit" in line, f"{where}: {line!r}"
         assert re.search(r"\bby `[^`]+`", line), f"{where} names no command: {line!r}"
