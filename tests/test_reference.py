@@ -78,6 +78,38 @@ def test_the_grid_runs_seed_by_seed_paper_necks_first(tool, tmp_path, capsys):
     )
 
 
+class RecordingLauncher:
+    """Records the queue it is given and "trains" each run by writing its record."""
+
+    def __init__(self, out):
+        self.out, self.queues = out, []
+
+    def run(self, specs, finished):
+        self.queues.append([(s.neck, s.seed, s.iterations, s.detector) for s in specs])
+        for spec in specs:
+            metrics = {"AP": 50.0 + spec.seed}
+            write_record(
+                self.out, spec.detector, spec.neck, spec.seed, spec.iterations, metrics,
+                spec.config_hash,
+            )  # fmt: skip
+            finished(spec, True, None)
+
+
+def test_the_missing_runs_go_to_the_machine_as_one_queue_in_the_grid_order(
+    tool, tmp_path, capsys, monkeypatch
+):
+    """One queue for the whole grid (no group waits for the previous one's last run), in the
+    printed order, and the reports rewritten after every run."""
+    expected = printed_runs(tool, tmp_path, capsys)
+    launcher, rewrites = RecordingLauncher(tmp_path), []
+    monkeypatch.setattr(tool, "make_launcher", lambda name, out, jobs: launcher)
+    monkeypatch.setattr(tool, "rewrite_reports", lambda *args: rewrites.append(args) or [])
+    tool.main(["--out", str(tmp_path), "--schedule", str(S), "--no-costs"])
+    assert launcher.queues == [expected] and len(rewrites) == len(expected) + 1
+    tool.main(["--out", str(tmp_path), "--schedule", str(S), "--no-costs"])
+    assert len(launcher.queues) == 1  # every run recorded: nothing is launched again
+
+
 def test_a_recorded_run_is_not_trained_again_and_another_recipe_is_refused(tool, tmp_path, capsys):
     folder = tool.schedule_folder(str(tmp_path), S)
     cells = cells_from_template(DEFAULT_TEMPLATE, ["faster_rcnn"], ["fpn"])

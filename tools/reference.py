@@ -15,7 +15,8 @@ the CPU configs of configs/Synthetic in float32 with channels-last), in this ord
 4. RetinaNet, the four paper necks, at S.
 
 Each group runs seed by seed (every neck's seed 1 first), so a partial reference is already
-paired. A finished run's record goes to ``docs/reference/S<iterations>/runs/<cell>/seed<N>.json``
+paired; the missing runs of all groups go to the machine as one queue, ``--jobs`` at a time, so
+no group waits for the previous one's last run. A finished run's record goes to ``docs/reference/S<iterations>/runs/<cell>/seed<N>.json``
 (committed; the run folders stay local, see its .gitignore): a rerun, on this machine or another,
 trains only the runs whose record is missing, and an interrupted run resumes from its last
 checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the records, and so
@@ -44,9 +45,12 @@ from fpn_variants.comparison import (
     Ledger,
     Recipe,
     RunRecord,
+    RunSpec,
     cells_from_template,
     compare,
+    launch,
     make_launcher,
+    plan_runs,
     summarize,
 )
 from fpn_variants.comparison.claims import (
@@ -58,6 +62,8 @@ from fpn_variants.comparison.claims import (
     schedule_checks,
     schedule_overall,
 )
+from fpn_variants.comparison.grid import check_recorded
+from fpn_variants.comparison.launchers import print_commands
 from fpn_variants.comparison.reference import (
     EVALUATIONS_PER_RUN,
     REFERENCE_FOLDER,
@@ -370,26 +376,41 @@ def rewrite_reports(out: str, schedule: int, page: Optional[str] = None) -> List
     return paths + ([write_page(report, out, page)] if page else [])
 
 
-def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> None:
-    """Train (or, with ``--print-commands``, print) the missing runs of ``groups``, seed by seed,
-    rewriting runs.csv, summary.md and the page after each seed."""
+def missing_runs(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> List[RunSpec]:
+    """The runs of ``groups`` that have no record, in the order they run: group by group, seed
+    by seed. Each group's records are checked against its recipe, and its missing costs are
+    measured first (at S, unless ``--no-costs`` or ``--print-commands``)."""
+    specs: List[RunSpec] = []
     for detector, necks, multiple in groups:
         iterations = multiple * args.schedule
         folder = schedule_folder(args.out, iterations)
         cells = cells_from_template(DEFAULT_TEMPLATE, [detector], list(necks))
         recipe = Recipe.make(schedule_opts(iterations))
-        launcher = None
-        if not (args.print_commands or args.costs_only):
-            launcher = make_launcher("local", folder, args.jobs)
+        if args.costs and multiple == 1 and not args.print_commands:
+            compare(cells, folder, recipe, SEEDS, None, threads=1)  # the missing costs
         for seed in SEEDS:
-            compare(
-                cells, folder, recipe, [seed], launcher, threads=1,
-                measure=args.costs and multiple == 1 and not args.print_commands,
-                commands_only=args.print_commands,
-            )  # fmt: skip
-            if not args.print_commands:
-                paths = rewrite_reports(args.out, args.schedule, args.page)
-                print(f"{' and '.join(paths)} rewritten", file=sys.stderr)
+            planned = plan_runs(cells, folder, recipe, [seed], threads=1)
+            check_recorded(planned, Ledger(folder).runs())
+            specs += [spec for spec in planned if not os.path.isfile(spec.record_path)]
+    return specs
+
+
+def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> None:
+    """Train (or, with ``--print-commands``, print) the missing runs of ``groups`` as one queue,
+    ``--jobs`` at a time (a group's last runs share the machine with the next group's first),
+    rewriting runs.csv, summary.md and the page after each run."""
+    specs = missing_runs(args, groups)
+    if args.print_commands:
+        print_commands(specs)
+        return
+    if args.costs_only or not specs:
+        return
+
+    def rewrite(spec: RunSpec) -> None:
+        paths = rewrite_reports(args.out, args.schedule, args.page)
+        print(f"{' and '.join(paths)} rewritten", file=sys.stderr)
+
+    launch(make_launcher("local", args.out, args.jobs), specs, after=rewrite)
 
 
 def _page(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Optional[str]:

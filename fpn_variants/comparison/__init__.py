@@ -20,7 +20,7 @@ from .cells import (
     cells_from_template,
     config_hash,
 )
-from .grid import collect, compare, plan_runs, report
+from .grid import collect, compare, launch, plan_runs, report
 from .launchers import LAUNCHERS, LauncherUnavailableError, SlurmOptions, make_launcher
 from .records import CellCosts, Ledger, RecipeMismatchError, RunRecord, read_ledger
 from .runs import RunFailedError, RunSpec, execute, train_net_args
@@ -59,6 +59,7 @@ __all__ = [
     "config_hash",
     "execute",
     "late_gain",
+    "launch",
     "make_launcher",
     "paired_difference",
     "plan_runs",

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
@@ -27,7 +27,7 @@ from .reports import write_reports
 from .runs import RunSpec, train_net_args
 from .stats import CellSummary, summarize
 
-__all__ = ["collect", "compare", "plan_runs"]
+__all__ = ["check_recorded", "collect", "compare", "launch", "plan_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def plan_runs(
     return specs
 
 
-def _check_recorded(specs: Sequence[RunSpec], records: Sequence[RunRecord]) -> None:
+def check_recorded(specs: Sequence[RunSpec], records: Sequence[RunRecord]) -> None:
     """Refuse records of the comparison's cells whose config is not the cell's."""
     wanted = {(s.detector, s.neck): s for s in specs}
     for record in records:
@@ -125,7 +125,7 @@ def compare(
     ledger = Ledger(out)
     seeds = list(seeds) if seeds else [recipe.config(cells[0], out).SEED]  # the config's
     specs = plan_runs(cells, out, recipe, seeds, threads, num_gpus, num_machines, weights)
-    _check_recorded(specs, ledger.runs())
+    check_recorded(specs, ledger.runs())
     missing = [s for s in specs if not os.path.isfile(s.record_path)]
     if commands_only:
         print_commands(missing)
@@ -136,12 +136,15 @@ def compare(
             DatasetCatalog.get(name)  # generate or read the data once, before any timing
         _measure(cells, specs, recipe, ledger, repeats)
     if launcher is not None and missing:
-        _launch(launcher, missing)
+        launch(launcher, missing)
     return report(cells, [out], out)
 
 
-def _launch(launcher, specs: Sequence[RunSpec]) -> None:
-    """Run ``specs`` with a progress bar over them and one line per finished run."""
+def launch(
+    launcher, specs: Sequence[RunSpec], after: Optional[Callable[[RunSpec], None]] = None
+) -> None:
+    """Run ``specs`` with ``launcher``, in their order, with a progress bar over them and one
+    line per finished run; ``after(spec)`` is called once each run has ended (recorded or not)."""
     start = time.perf_counter()
     with tqdm(total=len(specs), desc="runs", unit="run", file=sys.stderr) as bar:
 
@@ -155,6 +158,8 @@ def _launch(launcher, specs: Sequence[RunSpec]) -> None:
                 )
             else:
                 tqdm.write(_finished_line(spec, time.perf_counter() - start), file=sys.stderr)
+            if after is not None:
+                after(spec)
 
         launcher.run(specs, finished)
 
