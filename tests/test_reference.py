@@ -4,6 +4,7 @@ summary.md (progress, table, schedule criterion, claims) with verdicts computed 
 its sections also the generated block of the reference's page."""
 
 import csv
+import glob
 import os
 import re
 
@@ -78,6 +79,9 @@ def test_the_grid_runs_seed_by_seed_paper_necks_first(tool, tmp_path, capsys):
     )
 
 
+CHECKPOINTS = ("model_0000001.pth", "model_0000003.pth", "model_final.pth")
+
+
 class RecordingLauncher:
     """Records the queue it is given and "trains" each run by writing its record."""
 
@@ -87,6 +91,9 @@ class RecordingLauncher:
     def run(self, specs, finished):
         self.queues.append([(s.neck, s.seed, s.iterations, s.detector) for s in specs])
         for spec in specs:
+            os.makedirs(spec.output_dir)
+            for name in CHECKPOINTS:
+                open(os.path.join(spec.output_dir, name), "w").close()
             metrics = {"AP": 50.0 + spec.seed}
             write_record(
                 self.out, spec.detector, spec.neck, spec.seed, spec.iterations, metrics,
@@ -106,6 +113,10 @@ def test_the_missing_runs_go_to_the_machine_as_one_queue_in_the_grid_order(
     monkeypatch.setattr(tool, "rewrite_reports", lambda *args: rewrites.append(args) or [])
     tool.main(["--out", str(tmp_path), "--schedule", str(S), "--no-costs"])
     assert launcher.queues == [expected] and len(rewrites) == len(expected) + 1
+    # a recorded run keeps its final weights; the checkpoints that served to resume it go
+    folders = glob.glob(os.path.join(str(tmp_path), "S*", "runs", "*", "seed*", ""))
+    assert len(folders) == len(expected)
+    assert all(os.listdir(folder) == ["model_final.pth"] for folder in folders)
     tool.main(["--out", str(tmp_path), "--schedule", str(S), "--no-costs"])
     assert len(launcher.queues) == 1  # every run recorded: nothing is launched again
 

@@ -16,18 +16,20 @@ the CPU configs of configs/Synthetic in float32 with channels-last), in this ord
 
 Each group runs seed by seed (every neck's seed 1 first), so a partial reference is already
 paired; the missing runs of all groups go to the machine as one queue, ``--jobs`` at a time, so
-no group waits for the previous one's last run. A finished run's record goes to ``docs/reference/S<iterations>/runs/<cell>/seed<N>.json``
-(committed; the run folders stay local, see its .gitignore): a rerun, on this machine or another,
-trains only the runs whose record is missing, and an interrupted run resumes from its last
-checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the records, and so
-is ``docs/reference/summary.md`` (:func:`write_summary`): which runs are recorded and which are
-missing, the table at S, the schedule criterion (S against 2S), the learning curves and the
+no group waits for the previous one's last run. A finished run's record goes to
+``docs/reference/S<iterations>/runs/<cell>/seed<N>.json`` (committed; the run folders stay
+local, see its .gitignore, and keep only their final weights once recorded): a rerun, on this
+machine or another, trains only the runs whose record is missing, and an interrupted run resumes
+from its last checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the
+records, and so is ``docs/reference/summary.md`` (:func:`write_summary`): which runs are recorded
+and which are missing, the table at S, the schedule criterion (S against 2S), the learning curves and the
 papers' claims, each checked (:mod:`fpn_variants.comparison.claims`). The same sections are the
 generated block of the page, docs/reference_comparison.md (:func:`write_page`; ``--page``),
 whose prose around it is hand-written.
 """
 
 import argparse
+import glob
 import os
 import posixpath
 import sys
@@ -406,11 +408,22 @@ def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> No
     if args.costs_only or not specs:
         return
 
-    def rewrite(spec: RunSpec) -> None:
+    def after(spec: RunSpec) -> None:
+        drop_periodic_checkpoints(spec)
         paths = rewrite_reports(args.out, args.schedule, args.page)
         print(f"{' and '.join(paths)} rewritten", file=sys.stderr)
 
-    launch(make_launcher("local", args.out, args.jobs), specs, after=rewrite)
+    launch(make_launcher("local", args.out, args.jobs), specs, after=after)
+
+
+def drop_periodic_checkpoints(spec: RunSpec) -> None:
+    """Delete the periodic checkpoints (``model_0*.pth``, ~100 MB each) of a run that is
+    recorded and has its ``model_final.pth``: they only served to resume it. The record, the
+    logs and the final weights (the model zoo's) stay."""
+    final = os.path.join(spec.output_dir, "model_final.pth")
+    if os.path.isfile(spec.record_path) and os.path.isfile(final):
+        for path in glob.glob(os.path.join(spec.output_dir, "model_0*.pth")):
+            os.remove(path)
 
 
 def _page(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Optional[str]:
