@@ -22,10 +22,10 @@ local, see its .gitignore, and keep only their final weights once recorded): a r
 machine or another, trains only the runs whose record is missing, and an interrupted run resumes
 from its last checkpoint. ``docs/reference/runs.csv`` (one row per run) is rewritten from the
 records, and so is ``docs/reference/summary.md`` (:func:`write_summary`): which runs are recorded
-and which are missing, the table at S, the schedule criterion (S against 2S), the learning curves and the
-papers' claims, each checked (:mod:`fpn_variants.comparison.claims`). The same sections are the
-generated block of the page, docs/reference_comparison.md (:func:`write_page`; ``--page``),
-whose prose around it is hand-written.
+and which are missing, the table at S, the schedule criterion (S against 2S), the learning
+curves and the papers' claims, each checked (:mod:`fpn_variants.comparison.claims`). The same
+sections are the generated block of the page, docs/reference_comparison.md (:func:`write_page`;
+``--page``), whose prose around it is hand-written.
 """
 
 import argparse
