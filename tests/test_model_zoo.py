@@ -13,6 +13,7 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 from fpn_variants import model_zoo as mz
+from fpn_variants.model_zoo.packaging import git_commit
 
 from .utils import make_cfg
 
@@ -316,6 +317,15 @@ def test_repackaging_needs_overwrite(train_dir, tmp_path, capsys):
     assert models[NAME]["metrics"]["tasks"] == {"bbox": {"AP": 40.0, "AP50": 60.0}}
     assert [p.name for p in releases.iterdir()] == [NAME]  # no staging or old folders left
     assert mz.get(NAME, manifest=manifest).roi_heads.num_classes == 3
+
+
+def test_a_release_names_the_commit_its_weights_were_trained_at(train_dir, tmp_path):
+    """tools/build_zoo.py gives the run record's commit: the release (and MODEL_ZOO.md's
+    provenance line) names the code that trained it, not the checkout that packaged it."""
+    _, entry = _package(train_dir, tmp_path, trained_at="0123456789ab")
+    assert entry["versions"]["fpn_variants_git"] == "0123456789ab"
+    _, entry = _package(train_dir, tmp_path, overwrite=True)
+    assert entry["versions"]["fpn_variants_git"] == git_commit()
 
 
 def test_mismatched_weights_are_not_packaged(train_dir, tmp_path):

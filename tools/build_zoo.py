@@ -44,6 +44,7 @@ from fpn_variants.comparison.reference import (
     schedule_folder,
     schedule_opts,
 )
+from fpn_variants.console import quiet_upstream_warnings
 
 COMMAND = "python tools/build_zoo.py"
 RECIPES = ("reference", "configs")
@@ -102,6 +103,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
+    quiet_upstream_warnings()
     torch.set_num_threads(args.threads)
     cells = cells_from_template(args.config_template, args.detectors, args.necks)
     folder, recipe, seeds = zoo_runs(args, cells)
@@ -124,6 +126,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             },
             hardware=row.costs.device,
             overwrite=True,  # a rerun re-packages the same weights
+            trained_at=run.git_commit or None,
         )
     model_zoo.write_model_zoo(args.manifest, "MODEL_ZOO.md", command=COMMAND)
     print(f"released {len(rows)} models; MODEL_ZOO.md regenerated")

@@ -64,13 +64,14 @@ def git_commit(outputs: Sequence[str] = ("model_zoo", "docs")) -> Optional[str]:
     return commit + ("-dirty" if dirty.stdout.strip() else "") if commit else None
 
 
-def versions() -> Dict[str, Optional[str]]:
-    """Versions of torch, Detectron2, this package (and its git commit) and Python."""
+def versions(trained_at: Optional[str] = None) -> Dict[str, Optional[str]]:
+    """Versions of torch, Detectron2, this package (and its git commit: ``trained_at`` when the
+    weights' training recorded it, else this checkout's) and Python."""
     return {
         "torch": torch.__version__,
         "detectron2": detectron2.__version__,
         "fpn_variants": __version__,
-        "fpn_variants_git": git_commit(),
+        "fpn_variants_git": trained_at or git_commit(),
         "python": platform.python_version(),
     }
 
@@ -152,7 +153,7 @@ def _release(
             "init_weights": entry["init_weights"],
             "metrics": entry["metrics"],
             "hardware": entry["hardware"],
-            "versions": versions(),
+            "versions": versions(entry.get("trained_at")),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         _stage_release_files(staging, entry, weights_name, config_text)
@@ -179,6 +180,7 @@ def package(
     hardware: Optional[str] = None,
     base_url: Optional[str] = None,
     overwrite: bool = False,
+    trained_at: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Make a release of the training output folder ``output_dir`` and add it to the manifest.
 
@@ -211,6 +213,8 @@ def package(
             gives ``<base_url>/<name>/<weights file>`` as the weights URL.
         overwrite (bool): replace an existing release of the same name; otherwise that is an
             error (FileExistsError) and nothing is changed.
+        trained_at (str or None): the git commit the weights were trained at (a run record's),
+            given as the release's ``fpn_variants_git``; default: this checkout's commit.
 
     Returns:
         dict: the manifest entry.
@@ -234,6 +238,7 @@ def package(
         "init_weights": init_weights(cfg.MODEL.WEIGHTS),
         "metrics": metrics,
         "hardware": hardware or _default_hardware(cfg),
+        "trained_at": trained_at,
     }
     meta = _weights_metadata(name, cfg.MODEL.BACKBONE.NAME)
     entry = _release(
