@@ -390,10 +390,10 @@ def missing_runs(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> 
         recipe = Recipe.make(schedule_opts(iterations))
         if args.costs and multiple == 1 and not args.print_commands:
             compare(cells, folder, recipe, SEEDS, None, threads=1)  # the missing costs
-        for seed in SEEDS:
-            planned = plan_runs(cells, folder, recipe, [seed], threads=1)
-            check_recorded(planned, Ledger(folder).runs())
-            specs += [spec for spec in planned if not os.path.isfile(spec.record_path)]
+        planned = plan_runs(cells, folder, recipe, SEEDS, threads=1)
+        check_recorded(planned, Ledger(folder).runs())
+        by_seed = sorted(planned, key=lambda spec: spec.seed)  # stable: the cells' order kept
+        specs += [spec for spec in by_seed if not os.path.isfile(spec.record_path)]
     return specs
 
 
