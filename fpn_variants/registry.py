@@ -69,7 +69,7 @@ class NeckEntry:
         label (str): name in tables, plots and the model zoo.
         config_suffix (str): ``<detector>_R18_<config_suffix>.yaml`` in ``configs/Synthetic``.
         variant_node (str or None): ``MODEL.<node>`` read by this builder only.
-        paper (bool): a neck of the papers (True) or a baseline of the FPN paper's Table 3.
+        paper (bool): a neck of the papers (True) or a baseline of the FPN paper (its Tables 1-3).
         config_changes (tuple of ConfigChange): what the configs of a neck of the papers change in
             FPN's config besides ``MODEL.BACKBONE.NAME``; ``tools/write_configs.py`` writes them
             (a change is written where it differs from that detector's FPN config). The
@@ -104,7 +104,7 @@ _STACKED_NECK_CHANGES = (
 
 
 # The papers' necks first (FPN is the baseline of every comparison), then the FPN paper's
-# Table 3 baselines (Faster R-CNN configs only).
+# The FPN paper's baselines (its Tables 1-3) (Faster R-CNN configs only).
 NECK_REGISTRY: Tuple[NeckEntry, ...] = (
     NeckEntry("fpn", "build_fpn_backbone", FPN, "FPN", "FPN", None, True),
     NeckEntry("panet", "build_panet_backbone", PANet, "PANet", "PANet", "PANET", True),

@@ -1,5 +1,6 @@
-"""The FPN paper's Table 3 baselines: each builds from its config with the levels its detector
-reads, and differs from the FPN in the one thing it ablates (which inputs each output sees)."""
+"""The FPN paper's baselines (its Tables 1-3): each builds from its config with the levels its
+detector reads, and differs from the FPN in the one thing it ablates (which inputs each output
+sees)."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The FPN paper's ablation baselines (Lin et al. 2017, Table 3) as necks: FPN's edges (1x1
+"""The FPN paper's ablation baselines (Lin et al. 2017, Tables 1-3) as necks: FPN's edges (1x1
 laterals, nearest upsampling, the top block) and 3x3 output convs over other node layouts
 (:mod:`fpn_variants.necks.specs`), so that each differs from the FPN in one thing only. They take
 FPN's arguments and keys; Detectron2 FPN checkpoints do not map onto them.
@@ -39,14 +39,14 @@ class SingleScale(_Ablation):
 
 
 class BottomUpPyramid(_Ablation):
-    """Table 3 (d), bottom-up pyramid: P_l = conv3x3(conv1x1(C_l)), no top-down path."""
+    """Table 2 (d), bottom-up pyramid: P_l = conv3x3(conv1x1(C_l)), no top-down path."""
 
     def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:
         return bottom_up_pyramid_nodes(num_inputs, min_level)
 
 
 class TopDownPyramid(_Ablation):
-    """Table 3 (e), top-down pyramid without lateral connections: M_max = conv1x1(C_max),
+    """Table 2 (e), top-down pyramid without lateral connections: M_max = conv1x1(C_max),
     M_l = up(M_(l+1)), P_l = conv3x3(M_l); the finer bottom-up features are not used."""
 
     def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:
@@ -54,7 +54,7 @@ class TopDownPyramid(_Ablation):
 
 
 class FinestLevelFPN(_Ablation):
-    """Table 3 (f), only the finest level: the FPN's top-down path with its laterals, and only
+    """Table 2 (f), only the finest level: the FPN's top-down path with its laterals, and only
     the finest output (P2 over C2-C5), which the detector's anchors and RoIs all use."""
 
     def _node_table(self, num_inputs: int, min_level: int, fuse_type: str) -> List[NodeSpec]:

@@ -332,16 +332,16 @@ def nasfpn_nodes(
     return nodes
 
 
-# The FPN paper's ablations (Lin et al. 2017, Table 3), laid out over the same inputs as
+# The FPN paper's ablations (Lin et al. 2017, Tables 1-3), laid out over the same inputs as
 # :func:`fpn_nodes`; the FPN's edge policy gives each input read at its own level a 1x1 lateral.
 def bottom_up_pyramid_nodes(num_inputs: int, min_level: int) -> List[NodeSpec]:
-    """Table 3(d), "bottom-up pyramid": each level is its own bottom-up feature through a 1x1
+    """Table 2 (d), "bottom-up pyramid": each level is its own bottom-up feature through a 1x1
     lateral and the 3x3 output conv, without the top-down path."""
     return [NodeSpec(level=min_level + i, inputs=(i,), is_output=True) for i in range(num_inputs)]
 
 
 def top_down_nodes_without_laterals(num_inputs: int, min_level: int) -> List[NodeSpec]:
-    """Table 3(e), "top-down pyramid, w/o lateral": the coarsest input through its 1x1 conv, then
+    """Table 2 (e), "top-down pyramid, w/o lateral": the coarsest input through its 1x1 conv, then
     upsampled level by level with nothing merged in; a 3x3 output conv at every level."""
     max_level = min_level + num_inputs - 1
     nodes = [NodeSpec(level=max_level, inputs=(num_inputs - 1,), post=False)]
@@ -356,7 +356,7 @@ def top_down_nodes_without_laterals(num_inputs: int, min_level: int) -> List[Nod
 
 
 def finest_level_nodes(num_inputs: int, min_level: int, fusion: str = "sum") -> List[NodeSpec]:
-    """Table 3(f), "only finest level": the FPN's top-down path with its laterals, and only the
+    """Table 2 (f), "only finest level": the FPN's top-down path with its laterals, and only the
     output of the finest level (P2 over C2-C5)."""
     nodes = fpn_nodes(num_inputs, min_level, fusion)
     return nodes[: len(nodes) - num_inputs + 1]

@@ -1,4 +1,4 @@
-"""Faster R-CNN, ResNet-18, FPN paper ablation: the bottom-up pyramid (Table 3 (d)); the LazyConfig
+"""Faster R-CNN, ResNet-18, FPN paper ablation: the bottom-up pyramid (Table 2 (d)); the LazyConfig
 twin of configs/Synthetic/faster_rcnn_R18_BottomUp.yaml."""
 
 from fpn_variants.necks import BottomUpPyramid

@@ -1,4 +1,4 @@
-"""Faster R-CNN, ResNet-18, FPN paper ablation: only the FPN's finest level P2 (Table 3 (f)); the
+"""Faster R-CNN, ResNet-18, FPN paper ablation: only the FPN's finest level P2 (Table 2 (f)); the
 LazyConfig twin of configs/Synthetic/faster_rcnn_R18_FPNP2.yaml."""
 
 from fpn_variants.necks import FinestLevelFPN

@@ -1,5 +1,5 @@
 """Faster R-CNN, ResNet-18, FPN paper ablation: the top-down pyramid without
-laterals (Table 3 (e)); the LazyConfig twin of
+laterals (Table 2 (e)); the LazyConfig twin of
 configs/Synthetic/faster_rcnn_R18_TopDown.yaml."""
 
 from fpn_variants.necks import TopDownPyramid
