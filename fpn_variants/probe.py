@@ -101,16 +101,27 @@ def box_features(model: nn.Module, cfg: CfgNode, dataset: str, max_images: int) 
     return BoxFeatures(features, torch.cat(labels), torch.cat(areas))
 
 
+class _Standardize(nn.Module):
+    """(x - mean) / std, in float64 (the probe's precision)."""
+
+    def __init__(self, mean: Tensor, std: Tensor):
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ((x - self.mean) / self.std).double()
+
+
 def fit_probe(
     x: Tensor, y: Tensor, num_classes: int, weight_decay: float = 1e-4, steps: int = 200
 ) -> nn.Module:
     """A linear classifier of ``y`` (N,) from ``x`` (N, C): features standardised on ``x``, then
     multinomial logistic regression with L2 ``weight_decay``, fitted by L-BFGS (deterministic)."""
-    mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-6)
+    standardize = _Standardize(x.mean(dim=0), x.std(dim=0).clamp_min(1e-6))
     linear = nn.Linear(x.shape[1], num_classes).double()
     nn.init.zeros_(linear.weight)
     nn.init.zeros_(linear.bias)
-    inputs = ((x - mean) / std).double()
+    inputs = standardize(x)
     optimizer = torch.optim.LBFGS(
         linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe"
     )
@@ -124,16 +135,7 @@ def fit_probe(
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return nn.Sequential(_Standardize(mean, std), linear).eval()
-
-
-class _Standardize(nn.Module):
-    def __init__(self, mean: Tensor, std: Tensor):
-        super().__init__()
-        self.mean, self.std = mean, std
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ((x - self.mean) / self.std).double()
+    return nn.Sequential(standardize, linear).eval()
 
 
 @torch.no_grad()

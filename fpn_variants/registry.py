@@ -104,7 +104,7 @@ _STACKED_NECK_CHANGES = (
 
 
 # The papers' necks first (FPN is the baseline of every comparison), then the FPN paper's
-# The FPN paper's baselines (its Tables 1-3) (Faster R-CNN configs only).
+# baselines (its Tables 1-3; Faster R-CNN configs only).
 NECK_REGISTRY: Tuple[NeckEntry, ...] = (
     NeckEntry("fpn", "build_fpn_backbone", FPN, "FPN", "FPN", None, True),
     NeckEntry("panet", "build_panet_backbone", PANet, "PANet", "PANet", "PANET", True),

@@ -24,7 +24,7 @@ LEAVES = sorted(
     if not os.path.basename(p).startswith("Base-")
 )
 # Config file suffix -> builder, from the neck registry: the papers' necks, then the FPN paper's
-# The FPN paper's baselines (its Tables 1-3) (configs/Synthetic, Faster R-CNN only).
+# baselines (its Tables 1-3; configs/Synthetic, Faster R-CNN only).
 NECK_OF_NAME = {row.config_suffix: row.builder for row in NECK_REGISTRY if row.paper}
 BASELINE_OF_NAME = {row.config_suffix: row.builder for row in NECK_REGISTRY if not row.paper}
 

@@ -14,7 +14,7 @@ accuracy for all boxes and for the small ones, one row per run.
 
 import argparse
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.model_zoo.packaging import git_commit
@@ -42,7 +42,9 @@ def probe_run(run_dir: str, datasets: Sequence[str], images: Sequence[int]):
     return probe(load_config(config), weights, *datasets, images)
 
 
-def _percent(accuracy) -> str:
+def _percent(result: Optional[ProbeResult], bucket: str) -> str:
+    """``result``'s accuracy in % (on ``bucket``'s boxes if given), "–" if there is none."""
+    accuracy = None if result is None else result.by_size[bucket][0] if bucket else result.accuracy
     return "–" if accuracy is None else f"{100 * accuracy:.1f}"
 
 
@@ -53,11 +55,7 @@ def _table(results: Dict[str, Dict[str, ProbeResult]], bucket: str = "") -> List
     header = ["run", *(f"{name} ({channels[name]})" for name in names)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, run in results.items():
-        cells = [
-            _percent(None if name not in run else run[name].by_size[bucket][0] if bucket
-                     else run[name].accuracy)
-            for name in names
-        ]  # fmt: skip
+        cells = [_percent(run.get(name), bucket) for name in names]
         lines.append("| " + " | ".join([label, *cells]) + " |")
     return lines
 
