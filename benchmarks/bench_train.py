@@ -47,11 +47,10 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.utils.events import EventStorage
 
 from fpn_variants.analysis import roofline_conv
-from fpn_variants.config import add_fpn_variants_config, check_config
+from fpn_variants.config import check_config, load_config
 from fpn_variants.engine import Trainer
 from fpn_variants.model_zoo.packaging import git_commit
 from fpn_variants.precision import MixedPrecisionTrainer
@@ -82,10 +81,7 @@ VARIANTS = {
 def build_cfg(config: str, label: str, out_dir: str, opts: List[str]):
     """The config of row ``label`` of :data:`VARIANTS`, with ``opts`` for every row."""
     stock, overrides = VARIANTS[label]
-    cfg = get_cfg()
-    add_fpn_variants_config(cfg)
-    cfg.merge_from_file(os.path.join(CONFIG_DIR, config + ".yaml"), allow_unsafe=False)
-    cfg.merge_from_list(opts + overrides)
+    cfg = load_config(os.path.join(CONFIG_DIR, config + ".yaml"), opts + overrides, freeze=False)
     if stock:
         retina = cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
         cfg.MODEL.BACKBONE.NAME = (

@@ -14,13 +14,12 @@ from collections import Counter
 from typing import Dict, List
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-from fpn_variants.config import add_fpn_variants_config
+from fpn_variants.config import load_config
 from fpn_variants.precision import use_channels_last
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "Synthetic")
@@ -51,9 +50,7 @@ def batch(size: int) -> List[Dict]:
 
 def layout_report(config: str, size: int) -> Dict[str, object]:
     """NCHW conv inputs (by module) and NCHW gradients of the backbone outputs in one step."""
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(os.path.join(CONFIGS, config + ".yaml"), allow_unsafe=False)
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = load_config(os.path.join(CONFIGS, config + ".yaml"), ["MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)
     model = use_channels_last(build_model(cfg)).train()
     convs: Counter = Counter()

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 from torch import nn
 
 from fpn_variants.analysis import flop_analysis, neck_flop_analysis
 from fpn_variants.comparison import DETECTORS, NECKS, PAPER_NECKS
-from fpn_variants.config import add_fpn_variants_config
+from fpn_variants.config import load_config
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.io import atomic_write_text
 from fpn_variants.model_zoo.packaging import git_commit
@@ -56,13 +56,6 @@ def _part(module: nn.Module) -> Optional[str]:
     return "1x1 convs" if max(module.kernel_size) == 1 else "3x3 convs"
 
 
-def load_config(config_file: str) -> CfgNode:
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(config_file)
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
-
-
 def build_backbone(cfg: CfgNode) -> nn.Module:
     """The detector's backbone (bottom-up network and neck), in eval mode."""
     return build_model(cfg).backbone.eval()
@@ -70,7 +63,7 @@ def build_backbone(cfg: CfgNode) -> nn.Module:
 
 def count(config_file: str, detector: str, neck: str, size: Tuple[int, int]) -> NeckFlops:
     """The FLOPs of ``config_file``'s bottom-up network and neck on one padded image."""
-    backbone = build_backbone(load_config(config_file))
+    backbone = build_backbone(load_config(config_file, ["MODEL.DEVICE", "cpu"]))
     divisor = max(1, backbone.size_divisibility)
     padded = tuple(-(-side // divisor) * divisor for side in size)
     image = torch.zeros(1, 3, *padded)

@@ -17,13 +17,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from torch import Tensor
 
-from fpn_variants.config import add_fpn_variants_config
+from fpn_variants.config import load_config
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.data.builtin import register_synthetic_datasets
 from fpn_variants.engine import Trainer
@@ -38,10 +37,8 @@ Tensors = Dict[str, List[torch.Tensor]]
 
 def load_run(run_dir: str):
     """The run's config and its trained model (built as ``Trainer`` builds it)."""
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(os.path.join(run_dir, "config.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.DATALOADER.NUM_WORKERS = 0
+    opts = ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0"]
+    cfg = load_config(os.path.join(run_dir, "config.yaml"), opts)
     model = Trainer.build_model(cfg)
     DetectionCheckpointer(model).load(os.path.join(run_dir, "model_final.pth"))
     return cfg, model

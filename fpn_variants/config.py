@@ -1,8 +1,12 @@
 """Configuration keys added by fpn_variants to Detectron2's yacs config.
 
 Call :func:`add_fpn_variants_config` on a fresh ``get_cfg()`` before ``merge_from_file`` so that
-YAML files using the new keys merge (an unknown key is an error at merge time).
+YAML files using the new keys merge (an unknown key is an error at merge time), or read a YAML
+file with :func:`load_config`, which does both.
 """
+
+import os
+from typing import Sequence, Union
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -23,6 +27,8 @@ __all__ = [
     "check_roi_level_rule",
     "check_training_keys",
     "check_variant_keys",
+    "config_from_yaml",
+    "load_config",
 ]
 
 
@@ -99,6 +105,36 @@ def check_variant_keys(cfg: CN) -> None:
 
 def _defaults() -> CN:
     return add_fpn_variants_config(get_cfg())
+
+
+def load_config(path: Union[str, os.PathLike], opts: Sequence[str] = (), freeze: bool = True) -> CN:
+    """Detectron2's defaults with the fpn_variants keys, the YAML file ``path`` merged into them
+    (safely: its YAML python tags do not run), then ``opts`` ("KEY VALUE ..."); frozen unless
+    ``freeze`` is False.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: the file has a key that neither Detectron2 nor fpn_variants knows.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    cfg = _defaults()
+    try:
+        cfg.merge_from_file(str(path), allow_unsafe=False)  # Detectron2's default runs the tags
+    except KeyError as e:
+        raise ValueError(f"{path} has keys unknown to this fpn_variants: {e}") from e
+    cfg.merge_from_list(list(opts))
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def config_from_yaml(text: str) -> CN:
+    """Detectron2's defaults with the fpn_variants keys and the config dumped as ``text`` (by
+    ``cfg.dump()``) merged into them, not frozen."""
+    cfg = _defaults()
+    cfg.merge_from_other_cfg(CN.load_cfg(text))  # yaml.safe_load: no code runs
+    return cfg
 
 
 def check_config(cfg: CN) -> None:

@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence, Tuple
 import detectron2.data.transforms as T
 import numpy as np
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
@@ -16,14 +16,12 @@ from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer
 
 from .checkpoint import Checkpointer
-from .config import add_fpn_variants_config
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "Predictor",
     "draw_predictions",
     "image_paths",
-    "load_config",
     "read_image_file",
     "to_rgb",
 ]
@@ -32,15 +30,6 @@ __all__ = [
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Color of the ground-truth boxes (dashed, under the predictions).
 GROUND_TRUTH_COLOR = (1.0, 1.0, 1.0)
-
-
-def load_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
-    """A YAML config with the fpn_variants keys, then ``opts`` ("KEY VALUE ..."), frozen."""
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(config_file, allow_unsafe=False)  # no YAML python tags
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
 
 
 class Predictor:

@@ -8,10 +8,9 @@ from dataclasses import replace
 
 import pytest
 import yaml
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-import fpn_variants
+from fpn_variants.config import config_from_yaml, load_config
 from fpn_variants.registry import NECK_REGISTRY, RECIPES, ConfigChange, entry
 
 from .utils import load_tool, neck_parameters
@@ -35,10 +34,7 @@ def neck_suffix(path: str) -> str:
 
 
 def load(path):
-    cfg = fpn_variants.add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(path, allow_unsafe=False)
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return load_config(path, ["MODEL.DEVICE", "cpu"])
 
 
 def test_every_detector_and_paper_neck_per_recipe_and_the_baselines():
@@ -80,6 +76,21 @@ def test_a_config_with_python_tags_is_refused(tmp_path):
     path.write_text("MODEL:\n  WEIGHTS: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(yaml.constructor.ConstructorError):
         load(str(path))
+
+
+def test_load_config_applies_opts_freezes_and_names_what_is_wrong(tmp_path):
+    path = os.path.join(ROOT, "Synthetic", "faster_rcnn_R18_FPN.yaml")
+    cfg = load_config(path, ["SOLVER.MAX_ITER", "7"])
+    assert cfg.SOLVER.MAX_ITER == 7 and cfg.is_frozen()
+    assert not load_config(path, freeze=False).is_frozen()
+    dumped = config_from_yaml(cfg.dump())
+    assert (dumped.SOLVER.MAX_ITER, dumped.MODEL.BACKBONE.NAME) == (7, cfg.MODEL.BACKBONE.NAME)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("MODEL:\n  NO_SUCH_KEY: 1\n")
+    with pytest.raises(ValueError, match="unknown.yaml has keys unknown to this fpn_variants"):
+        load_config(unknown)
+    with pytest.raises(FileNotFoundError, match="config file .*missing.yaml does not exist"):
+        load_config(tmp_path / "missing.yaml")
 
 
 def _text(path: str) -> str:

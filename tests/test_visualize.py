@@ -9,7 +9,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 
 from fpn_variants.comparison import Recipe, cells_from_template
-from fpn_variants.predict import load_config
+from fpn_variants.config import load_config
 from fpn_variants.visualize import (
     GRID_CELL_PX,
     GRID_TITLE_PX,

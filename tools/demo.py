@@ -29,13 +29,13 @@ from detectron2.data import MetadataCatalog
 from PIL import Image
 
 from fpn_variants import model_zoo
+from fpn_variants.config import load_config
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.predict import (
     IMAGE_EXTENSIONS,
     Predictor,
     draw_predictions,
     image_paths,
-    load_config,
     read_image_file,
     to_rgb,
 )

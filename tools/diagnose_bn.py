@@ -20,18 +20,15 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from torch import nn
 
-from fpn_variants import add_fpn_variants_config
+from fpn_variants.config import load_config
 from fpn_variants.engine import Checkpointer, Trainer
 
 
 def load(run_dir: str):
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(os.path.join(run_dir, "config.yaml"), allow_unsafe=False)
-    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg = load_config(os.path.join(run_dir, "config.yaml"), ["DATALOADER.NUM_WORKERS", "0"])
     model = build_model(cfg)
     Checkpointer(model).load(os.path.join(run_dir, "model_final.pth"))
     return cfg, model.eval()

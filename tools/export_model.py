@@ -29,12 +29,11 @@ import sys
 
 # first: the package hides the upstream notices that fvcore and detectron2 print when imported
 import fpn_variants  # noqa: F401  isort: skip
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
-from fpn_variants import add_fpn_variants_config
 from fpn_variants.checkpoint import Checkpointer
+from fpn_variants.config import load_config
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.export import (
     EXPORT_METHODS,
@@ -71,11 +70,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args):
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(args.config_file, allow_unsafe=False)  # no YAML python tags
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
+    return load_config(args.config_file, args.opts)
 
 
 def main(args) -> int:

@@ -16,9 +16,9 @@ import argparse
 import os
 from typing import Dict, List, Optional, Sequence
 
+from fpn_variants.config import load_config
 from fpn_variants.console import quiet_upstream_warnings
 from fpn_variants.model_zoo.packaging import git_commit
-from fpn_variants.predict import load_config
 from fpn_variants.probe import IMAGE, SIZE_BUCKETS, ProbeResult, probe
 from fpn_variants.provenance import command_line, provenance_line
 

@@ -32,8 +32,8 @@ from fpn_variants.comparison import (
     Recipe,
     cells_from_template,
 )
+from fpn_variants.config import load_config
 from fpn_variants.console import quiet_upstream_warnings
-from fpn_variants.predict import load_config
 from fpn_variants.visualize import (
     box_levels,
     feature_energy,

@@ -20,10 +20,11 @@ import textwrap
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 
 import fpn_variants
 from fpn_variants.comparison import DETECTORS
+from fpn_variants.config import load_config
 from fpn_variants.necks.options import Option
 from fpn_variants.registry import NECK_REGISTRY, RECIPES, ConfigChange, NeckEntry, entry
 
@@ -117,9 +118,7 @@ def _option(row: NeckEntry, change: ConfigChange) -> Option:
 
 def _fpn_config(recipe: str, detector: str, root: str) -> CfgNode:
     fpn = config_name(recipe, detector, entry("fpn"))
-    cfg = fpn_variants.add_fpn_variants_config(get_cfg())
-    cfg.merge_from_file(os.path.join(root, "configs", recipe, fpn + ".yaml"), allow_unsafe=False)
-    return cfg
+    return load_config(os.path.join(root, "configs", recipe, fpn + ".yaml"))
 
 
 def _differs(option: Option, value, cfg: CfgNode) -> bool:

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 
-from ..config import add_fpn_variants_config
+from ..config import load_config
 from ..data import register_coco_instances_from_path
 from ..engine import SPLITS, apply_dataset_names
 from ..registry import NECK_REGISTRY
@@ -93,8 +93,7 @@ class Recipe:
         for entries in self.datasets.values():
             for name, json_file, image_root in entries:  # a no-op once registered
                 register_coco_instances_from_path(name, json_file, image_root)
-        cfg = add_fpn_variants_config(get_cfg())
-        cfg.merge_from_file(cell.config_file, allow_unsafe=False)
+        cfg = load_config(cell.config_file, freeze=False)
         names = {split: [e[0] for e in self.datasets.get(split, ())] for split in SPLITS}
         apply_dataset_names(cfg, names)
         cfg.merge_from_list(list(self.opts))
@@ -196,8 +195,7 @@ def cells_from_configs(paths: Sequence[str]) -> List[Cell]:
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--configs: {path} does not exist")
-        cfg = add_fpn_variants_config(get_cfg())
-        cfg.merge_from_file(path, allow_unsafe=False)
+        cfg = load_config(path, freeze=False)
         cell = Cell(detector_of(cfg, path), neck_of(cfg, path), path)
         other = cells.setdefault((cell.detector, cell.neck), cell)
         if other is not cell:

@@ -14,7 +14,7 @@ import time
 from typing import Dict, List
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
@@ -28,7 +28,7 @@ from ..analysis import (
     interleaved_latency,
     synchronized,
 )
-from ..config import add_fpn_variants_config
+from ..config import config_from_yaml
 from ..console import quiet_upstream_warnings
 from ..engine import Trainer
 from ..optimize import optimize_for_inference
@@ -123,8 +123,7 @@ def _training_step_costs(cfg: CfgNode, steps: int = 3) -> Dict:
 def _train_steps_in_child(cfg_yaml: str, batch: List[Dict], steps: int, threads: int) -> Dict:
     quiet_upstream_warnings()  # a fresh process: its console is the comparison's
     torch.set_num_threads(threads)
-    cfg = add_fpn_variants_config(get_cfg())
-    cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
+    cfg = config_from_yaml(cfg_yaml)
     seed_all_rng(cfg.SEED)
     model = Trainer.build_model(cfg).train()  # channels-last with MODEL.CHANNELS_LAST
     autocast = evaluation_autocast(

@@ -11,10 +11,9 @@ import os
 from io import StringIO
 from typing import Dict, List, Optional
 
-from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog
 
-from ..config import add_fpn_variants_config
+from ..config import config_from_yaml
 from ..io import atomic_write_text
 from ..plots import CostPoint, SizeBars, plot_ap_by_size, plot_ap_vs_cost, plot_learning_curves
 from ..visualize import render_predictions_grid
@@ -55,8 +54,7 @@ def _detections(rows: List[CellSummary], path: str, images: int = 4) -> None:
         weights = run and os.path.splitext(run.source)[0] + "/model_final.pth"
         if run is None or run.mode != "train" or not os.path.isfile(weights):
             continue
-        cfg = add_fpn_variants_config(get_cfg())
-        cfg.merge_from_other_cfg(CfgNode.load_cfg(run.config))
+        cfg = config_from_yaml(run.config)
         cfg.MODEL.WEIGHTS = weights
         columns.append((_row_label(row, rows), cfg))
     dataset = columns[0][1].DATASETS.TEST[0] if columns else None

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 
-from ..config import add_fpn_variants_config
+from ..config import load_config
 from .manifest import REPO_ROOT
 
 __all__ = [
@@ -30,12 +30,7 @@ def read_training_config(path: Path) -> CfgNode:
             f"{path} does not exist: a training output folder has the config.yaml written by "
             "default_setup (or pass the config with --config-file)"
         )
-    cfg = add_fpn_variants_config(get_cfg())
-    try:
-        cfg.merge_from_file(str(path), allow_unsafe=False)  # Detectron2's default runs YAML tags
-    except KeyError as e:
-        raise ValueError(f"{path} has keys unknown to this fpn_variants: {e}") from e
-    return cfg
+    return load_config(path, freeze=False)
 
 
 def _repo_config_path(path: str) -> Optional[str]:
