@@ -1,8 +1,10 @@
 """The built-in synthetic dataset: determinism, COCO validity, size mix, registration, and the
 validation of COCO files registered by path."""
 
+import colorsys
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -13,6 +15,7 @@ from pycocotools.coco import COCO
 import fpn_variants  # noqa: F401  registers the built-in datasets
 from fpn_variants.data import (
     CLASS_NAMES,
+    DEFAULT_SPLITS,
     SYNTHETIC_DATASETS,
     SyntheticSpec,
     generate_synthetic_dataset,
@@ -20,6 +23,7 @@ from fpn_variants.data import (
     size_mix,
     synthetic,
     validate_coco_json,
+    variant_splits,
 )
 
 # pycocotools 2.0.x under numpy 2 warns on every mask decode.
@@ -103,6 +107,29 @@ def test_pixels_match_annotations():
         assert inside.std(axis=0).max() < 25
 
 
+def _class_from_hue_accuracy(spec: SyntheticSpec, images: int) -> float:
+    """How often an object's class is the one whose hue (k / 6) is nearest its pixels' hue."""
+    hits = []
+    for i in range(images):
+        image, anns = synthetic.render_sample(np.random.default_rng([0, i]), spec)
+        for ann in anns:
+            rle = mask_util.frPyObjects(ann["segmentation"], spec.image_size, spec.image_size)
+            mask = mask_util.decode(mask_util.merge(rle)).astype(bool)
+            hue = colorsys.rgb_to_hsv(*(np.median(image[mask], axis=0) / 255))[0]
+            hits.append(
+                round(hue * len(spec.classes)) % len(spec.classes) == ann["category_id"] - 1
+            )
+    return float(np.mean(hits))
+
+
+def test_colour_tells_the_class_except_in_the_random_hue_variant():
+    spec = SyntheticSpec(num_images=1, seed=0)
+    assert _class_from_hue_accuracy(spec, 4) > 0.9
+    random_hue = variant_splits("synthetic_multiscale_random_hue")["train"]
+    assert random_hue == replace(DEFAULT_SPLITS["train"], class_hue_jitter=None)
+    assert _class_from_hue_accuracy(replace(spec, class_hue_jitter=None), 4) < 0.4
+
+
 def test_second_call_is_a_noop_and_stale_data_is_regenerated(tmp_path):
     dataset_dir = str(tmp_path / "ds")
     spec = {"val": SyntheticSpec(num_images=3, seed=5)}
@@ -140,10 +167,16 @@ def test_spec_rejects_bad_values():
 def test_registered_names_resolve(tmp_path, monkeypatch):
     monkeypatch.setenv("FPN_VARIANTS_DATASETS", str(tmp_path))
     monkeypatch.setattr(synthetic, "DEFAULT_SPLITS", TINY)
-    for name, split in SYNTHETIC_DATASETS.items():
+    assert set(SYNTHETIC_DATASETS) == {
+        f"synthetic_multiscale{variant}_{split}"
+        for variant in ("", "_random_hue")
+        for split in TINY
+    }
+    for name, (folder, split) in SYNTHETIC_DATASETS.items():
         assert name in DatasetCatalog.list()
         dicts = DatasetCatalog.get(name)
         assert len(dicts) == TINY[split].num_images
+        assert all(d["file_name"].startswith(str(tmp_path / folder) + os.sep) for d in dicts)
         assert all(os.path.isfile(d["file_name"]) for d in dicts)
         meta = MetadataCatalog.get(name)
         assert meta.thing_classes == list(CLASS_NAMES)

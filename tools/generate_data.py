@@ -3,6 +3,7 @@
 
     python tools/generate_data.py                    # into $FPN_VARIANTS_DATASETS or ./datasets
     python tools/generate_data.py --root /data/sets  # elsewhere
+    python tools/generate_data.py --variant synthetic_multiscale_random_hue  # random hues
 
 A second run is a no-op unless the generator version or parameters changed.
 """
@@ -13,8 +14,14 @@ import os
 import time
 from collections import Counter
 
-from fpn_variants.data import DEFAULT_SPLITS, datasets_root, generate_synthetic_dataset, size_mix
-from fpn_variants.data.synthetic import DATASET_DIRNAME
+from fpn_variants.data import (
+    SYNTHETIC_VARIANTS,
+    datasets_root,
+    generate_synthetic_dataset,
+    size_mix,
+    variant_splits,
+)
+from fpn_variants.data.synthetic import DATASET_DIRNAME, DEFAULT_SPLITS
 
 
 def main() -> None:
@@ -23,12 +30,18 @@ def main() -> None:
         "--root",
         default=None,
         help="datasets root (default: $FPN_VARIANTS_DATASETS or ./datasets); the data goes "
-        f"into <root>/{DATASET_DIRNAME}",
+        "into <root>/<variant>",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=list(SYNTHETIC_VARIANTS),
+        default=DATASET_DIRNAME,
+        help="which built-in dataset (registered as <variant>_train and <variant>_val)",
     )
     args = parser.parse_args()
-    dataset_dir = os.path.join(args.root or datasets_root(), DATASET_DIRNAME)
+    dataset_dir = os.path.join(args.root or datasets_root(), args.variant)
     start = time.perf_counter()
-    paths = generate_synthetic_dataset(dataset_dir)
+    paths = generate_synthetic_dataset(dataset_dir, variant_splits(args.variant))
     print(f"{dataset_dir} ready in {time.perf_counter() - start:.1f} s")
     for split, (json_file, _) in paths.items():
         mix = size_mix(json_file)
