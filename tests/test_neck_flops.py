@@ -20,7 +20,7 @@ def test_fpn_parts_are_its_laterals_outputs_and_merges(neck_flops):
     assert row.input_size == (256, 256)
     assert sum(row.parts.values()) == pytest.approx(row.neck_total)
     # ResNet-18 C2-C5: 64, 128, 256, 512 channels at strides 4-32; the neck's width from config
-    cfg = load_config(config)
+    cfg = load_config(config, ["MODEL.DEVICE", "cpu"])  # as the benchmark builds it
     width = cfg.MODEL.FPN.OUT_CHANNELS
     sides = [256 // 2**level for level in (2, 3, 4, 5)]
     laterals = sum(c * width * s * s for c, s in zip((64, 128, 256, 512), sides)) / 1e9

@@ -14,13 +14,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from . import synthetic
-from .synthetic import (
-    CLASS_NAMES,
-    DATASET_DIRNAME,
-    DEFAULT_SPLITS,
-    SyntheticSpec,
-    generate_synthetic_dataset,
-)
+from .synthetic import CLASS_NAMES, DATASET_DIRNAME, SyntheticSpec, generate_synthetic_dataset
 
 __all__ = [
     "SYNTHETIC_DATASETS",
@@ -41,7 +35,7 @@ SYNTHETIC_VARIANTS: Dict[str, Dict[str, object]] = {
 SYNTHETIC_DATASETS: Dict[str, Tuple[str, str]] = {
     f"{folder}_{split}": (folder, split)
     for folder in SYNTHETIC_VARIANTS
-    for split in DEFAULT_SPLITS
+    for split in synthetic.DEFAULT_SPLITS
 }
 
 
