@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -325,3 +326,28 @@ def test_the_compare_section_names_the_commit_its_run_records_hold(tmp_path):
         "`python tools/update_readme.py`."
     )
     assert section.splitlines()[2] == "| the table |"
+
+
+def test_the_reference_blocks_are_the_ones_its_committed_records_make(tmp_path):
+    """The tables of README and the page's block are what `python tools/reference.py --report`
+    makes from the committed records (but for the commit the page was written at), so neither
+    goes stale unseen; the reports are made from a copy, nothing in the repository is written."""
+    reference = load_tool("reference")
+    copy = tmp_path / "reference"
+    run_folders = shutil.ignore_patterns("seed[0-9]", "seed[0-9][0-9]")  # weights, where trained
+    shutil.copytree(os.path.join(ROOT, "docs", "reference"), copy, ignore=run_folders)
+    report = reference.make_report(str(copy), reference.REFERENCE_SCHEDULE)
+    expected = {
+        ("README.md", "reference-table"): reference.readme_sections(report, "docs/reference"),
+        ("docs/reference_comparison.md", "reference-summary"): reference.report_sections(
+            report, "reference"
+        ),
+    }
+    for (path, name), lines in expected.items():
+        block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", _read(path), re.S)
+        assert block, f"{path} has no {name} block"
+        written, made = block.group(1).rstrip("\n"), "\n".join(lines).rstrip("\n")
+        page_commit = re.compile(r" \(page written at commit `[0-9a-f]+(-dirty)?`\)")
+        assert page_commit.sub("", written) == page_commit.sub(
+            "", made
+        ), f"{path}: run python tools/reference.py --report"

@@ -397,14 +397,51 @@ def test_a_page_without_the_markers_is_refused_before_anything_is_written(tool, 
     assert "none.md: no such file" in capsys.readouterr().err
 
 
-def test_only_the_reference_folder_rewrites_the_page_by_default(tool, tmp_path, monkeypatch):
-    """A report into another folder (every test's) leaves the repository's page alone."""
-    page, out = tmp_path / "page.md", tmp_path / "out"
+def test_only_the_reference_folder_rewrites_the_page_and_readme_by_default(
+    tool, tmp_path, monkeypatch
+):
+    """A report into another folder (every test's) leaves the repository's page and README
+    alone."""
+    page, readme, out = tmp_path / "page.md", tmp_path / "README.md", tmp_path / "out"
     page.write_text(PAGE, encoding="utf-8")
+    readme.write_text(README, encoding="utf-8")
     monkeypatch.setattr(tool, "PAGE", str(page))
+    monkeypatch.setattr(tool, "README", str(readme))
     write_run(out, "faster_rcnn", "fpn", 1, S, FPN_BY_SEED[1], 20.0)
     tool.main(["--out", str(out), "--schedule", str(S), "--report"])
     assert page.read_text(encoding="utf-8") == PAGE and (out / "summary.md").is_file()
+    assert readme.read_text(encoding="utf-8") == README
     monkeypatch.setattr(tool, "REFERENCE_FOLDER", str(out))
     tool.main(["--schedule", str(S), "--report"])
     assert "a stale block" not in page.read_text(encoding="utf-8")
+    assert "a stale table" not in readme.read_text(encoding="utf-8")
+
+
+# README: hand-written prose around the tables --report rewrites.
+README_BEFORE = "## Comparison\n\nProse.\n\n<!-- reference-table:begin -->\n"
+README_AFTER = "<!-- reference-table:end -->\n\nReading these numbers.\n"
+README = README_BEFORE + "a stale table\n" + README_AFTER
+
+
+def test_the_report_rewrites_readmes_tables_at_s_from_the_records(tool, tmp_path):
+    out, readme = tmp_path / "docs" / "reference", tmp_path / "README.md"
+    for seed in (1, 2):
+        write_run(out, "faster_rcnn", "fpn", seed, S, FPN_BY_SEED[seed], 20.0)
+        write_run(out, "faster_rcnn", "bifpn", seed, S, FPN_BY_SEED[seed] - 3.0, 19.0)
+    readme.write_text(README, encoding="utf-8")
+    tool.main(["--out", str(out), "--schedule", str(S), "--report", "--readme", str(readme)])
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(README_BEFORE) and text.endswith(README_AFTER)
+    block = text[len(README_BEFORE) : -len(README_AFTER)]
+    assert block.startswith(
+        f"Generated from runs at commit `{'a' * 12}` (4 runs) by `make reference`"
+    )
+    assert f"`docs/reference/S{S}/`" in block  # the records, as seen from README
+    assert "### Faster R-CNN" in block and "### RetinaNet" in block
+    assert "## " not in block.replace("### ", "")  # no heading above README's own
+    bifpn = next(line for line in block.splitlines() if line.startswith("| BiFPN |"))
+    assert "| -3.0 [" in bifpn  # its difference to FPN, paired by seed
+    # the page's other sections are not README's
+    assert "## The schedule" not in block and "claims" not in block
+    with pytest.raises(SystemExit):
+        tool.main(["--out", str(out), "--report", "--readme", str(tmp_path / "page.md")])

@@ -3,7 +3,7 @@
 
     make reference                            # = python tools/reference.py --jobs 2
     python tools/reference.py --print-commands   # the missing runs, as commands
-    python tools/reference.py --report        # runs.csv, summary.md, the page: records alone
+    python tools/reference.py --report        # runs.csv, summary.md, page, README: records alone
     python tools/reference.py --costs-only    # each cell's costs, on a quiet machine: no training
 
 The grid, seeds 1-3 each, one recipe for every neck (:mod:`fpn_variants.comparison.reference`:
@@ -25,7 +25,8 @@ records, and so is ``docs/reference/summary.md`` (:func:`write_summary`): which 
 and which are missing, the table at S, the schedule criterion (S against 2S), the learning
 curves and the papers' claims, each checked (:mod:`fpn_variants.comparison.claims`). The same
 sections are the generated block of the page, docs/reference_comparison.md (:func:`write_page`;
-``--page``), whose prose around it is hand-written.
+``--page``), whose prose around it is hand-written, and the tables at S are README's table of
+the comparison (:func:`write_readme`; ``--readme``).
 """
 
 import argparse
@@ -111,6 +112,10 @@ SUMMARY = "summary.md"
 # rewrites (between ``<!-- reference-summary:begin -->`` and ``<!-- reference-summary:end -->``).
 PAGE = os.path.join("docs", "reference_comparison.md")
 PAGE_SECTION = "reference-summary"
+# README's table of the reference: the block :func:`write_readme` rewrites (provenance and the
+# tables at S) between ``<!-- reference-table:begin -->`` and ``<!-- reference-table:end -->``.
+README = "README.md"
+README_SECTION = "reference-table"
 # The summary's learning-curve pictures (written next to it): (box metric, its name, file).
 CURVE_PICTURES = (
     ("AP", "AP", "learning_curves_AP.png"),
@@ -360,22 +365,43 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def write_page(report: Report, out: str, page: str) -> str:
-    """Rewrite the ``reference-summary`` block of ``page`` (the rest of it is hand-written), its
-    links and pictures relative to the page; return its path."""
+def _relative(out: str, page: str) -> str:
+    """The path from ``page``'s folder to the reference folder ``out`` ("" when the same)."""
     folder = os.path.relpath(os.path.abspath(out), os.path.dirname(os.path.abspath(page)))
-    folder = "" if folder == os.curdir else folder.replace(os.sep, "/")
-    block = "\n".join(report_sections(report, folder))
-    atomic_write_text(page, replace_section(_read(page), PAGE_SECTION, block, page))
+    return "" if folder == os.curdir else folder.replace(os.sep, "/")
+
+
+def _write_block(page: str, section: str, lines: Sequence[str]) -> str:
+    atomic_write_text(page, replace_section(_read(page), section, "\n".join(lines), page))
     return page
 
 
-def rewrite_reports(out: str, schedule: int, page: Optional[str] = None) -> List[str]:
-    """runs.csv, summary.md and, given ``page``, its block rewritten from the records; return
-    their paths."""
+def write_page(report: Report, out: str, page: str) -> str:
+    """Rewrite the ``reference-summary`` block of ``page`` (the rest of it is hand-written), its
+    links and pictures relative to the page; return its path."""
+    return _write_block(page, PAGE_SECTION, report_sections(report, _relative(out, page)))
+
+
+def readme_sections(report: Report, folder: str) -> List[str]:
+    """The lines of README's block: provenance and the tables at S (the page has the rest)."""
+    results = _results_section(report.progress, report.rows_s, report.schedule)
+    return _header(report, folder) + results[2:]  # under README's own heading
+
+
+def write_readme(report: Report, out: str, readme: str) -> str:
+    """Rewrite the ``reference-table`` block of ``readme``; return its path."""
+    return _write_block(readme, README_SECTION, readme_sections(report, _relative(out, readme)))
+
+
+def rewrite_reports(
+    out: str, schedule: int, page: Optional[str] = None, readme: Optional[str] = None
+) -> List[str]:
+    """runs.csv, summary.md and, given ``page`` and ``readme``, their blocks rewritten from the
+    records; return their paths."""
     report = make_report(out, schedule)
     paths = [write_runs_csv(out), write_summary(report, out)]
-    return paths + ([write_page(report, out, page)] if page else [])
+    paths += [write_page(report, out, page)] if page else []
+    return paths + ([write_readme(report, out, readme)] if readme else [])
 
 
 def missing_runs(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> List[RunSpec]:
@@ -410,7 +436,7 @@ def run_groups(args: argparse.Namespace, groups: Sequence[Group] = GROUPS) -> No
 
     def after(spec: RunSpec) -> None:
         drop_periodic_checkpoints(spec)
-        paths = rewrite_reports(args.out, args.schedule, args.page)
+        paths = rewrite_reports(args.out, args.schedule, args.page, args.readme)
         print(f"{' and '.join(paths)} rewritten", file=sys.stderr)
 
     launch(make_launcher("local", args.out, args.jobs), specs, after=after)
@@ -426,21 +452,23 @@ def drop_periodic_checkpoints(spec: RunSpec) -> None:
             os.remove(path)
 
 
-def _page(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Optional[str]:
-    """The page whose block the reports rewrite: ``--page``, else :data:`PAGE` when ``--out`` is
-    the reference folder itself (a run elsewhere never touches the repository's page); checked
-    before anything is trained or written."""
-    page = args.page
-    if page is None and os.path.abspath(args.out) == os.path.abspath(REFERENCE_FOLDER):
-        page = PAGE
-    if page is not None:
-        if not os.path.isfile(page):
-            parser.error(f"--page {page}: no such file (the page the reference's block goes in)")
+def _block_file(
+    given: Optional[str], default: str, section: str, args, parser: argparse.ArgumentParser
+) -> Optional[str]:
+    """The file whose ``section`` block the reports rewrite: ``given``, else ``default`` when
+    ``--out`` is the reference folder itself (a run elsewhere never touches the repository's
+    files); checked before anything is trained or written."""
+    path = given
+    if path is None and os.path.abspath(args.out) == os.path.abspath(REFERENCE_FOLDER):
+        path = default
+    if path is not None:
+        if not os.path.isfile(path):
+            parser.error(f"{path}: no such file (the file the reference's {section} block goes in)")
         try:
-            replace_section(_read(page), PAGE_SECTION, "", page)
+            replace_section(_read(path), section, "", path)
         except ValueError as error:
             parser.error(str(error))
-    return page
+    return path
 
 
 def main(argv=None) -> None:
@@ -456,26 +484,34 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--print-commands", action="store_true", help="print missing runs only")
     parser.add_argument(
-        "--report", action="store_true", help="only rewrite runs.csv, summary.md and the page"
+        "--report",
+        action="store_true",
+        help="only rewrite runs.csv, summary.md, the page and README's table",
     )
     parser.add_argument(
         "--page",
         help=f"the page whose <!-- {PAGE_SECTION} --> block is rewritten (default: {PAGE} when "
         "--out is the default folder, no page otherwise)",
     )
+    parser.add_argument(
+        "--readme",
+        help=f"the file whose <!-- {README_SECTION} --> block (the tables at S) is rewritten "
+        f"(default: {README} when --out is the default folder, none otherwise)",
+    )
     args = parser.parse_args(argv)
     if args.schedule < EVALUATIONS_PER_RUN or args.jobs < 1:
         parser.error(f"--schedule must be at least {EVALUATIONS_PER_RUN} and --jobs at least 1")
     if args.costs_only and not args.costs:
         parser.error("--costs-only measures the costs that --no-costs skips: give one of them")
-    args.page = _page(args, parser)
+    args.page = _block_file(args.page, PAGE, PAGE_SECTION, args, parser)
+    args.readme = _block_file(args.readme, README, README_SECTION, args, parser)
     quiet_upstream_warnings()
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
     if not args.report:
         run_groups(args)
     if not args.print_commands:
-        paths = rewrite_reports(args.out, args.schedule, args.page)
+        paths = rewrite_reports(args.out, args.schedule, args.page, args.readme)
         print(f"{', '.join(paths)} written")
 
 

@@ -4,11 +4,11 @@
     python tools/update_readme.py [--compare output/reference] [--bench output/bench_necks]
                                   [--bench-train output/bench_train]
 
-- between ``<!-- compare:begin -->`` and ``<!-- compare:end -->``: ``table.md`` of a
-  ``tools/compare.py`` run (the 1-epoch comparison,
-  ``benchmarks/reference_comparison.sh``), plus its plots copied to ``docs/images/``; the same
-  table and every run's AP per seed between ``<!-- reference:begin -->`` and
-  ``<!-- reference:end -->`` of docs/one_epoch_comparison.md;
+- between ``<!-- reference:begin -->`` and ``<!-- reference:end -->`` of
+  docs/one_epoch_comparison.md: ``table.md`` of a ``tools/compare.py`` run (the 1-epoch
+  comparison, ``benchmarks/reference_comparison.sh``), its plots copied to ``docs/images/``, and
+  every run's AP per seed (README's table of the comparison is the long-schedule reference's,
+  which ``tools/reference.py --report`` writes);
 - between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the ratios of
   ``benchmarks/bench_necks.py`` (``results.json``);
 - between ``<!-- bench-train:begin -->`` and ``<!-- bench-train:end -->``: ``table.md`` of
@@ -51,8 +51,8 @@ def results_line(results: dict) -> str:
 
 
 def compare_section(folder: str, images: str, command: str) -> str:
-    """The comparison's table and plots, under the commits its run records name; ``command`` is
-    the one that trained the runs into ``folder``."""
+    """The comparison's table and plots (copied to ``images``, linked as ``images/``), under the
+    commits its run records name; ``command`` is the one that trained the runs into ``folder``."""
     with open(os.path.join(folder, "table.md")) as f:
         table = f.read()
     runs, _ = read_ledger([folder])
@@ -63,7 +63,7 @@ def compare_section(folder: str, images: str, command: str) -> str:
         src = os.path.join(folder, name)
         if os.path.isfile(src):
             shutil.copy(src, os.path.join(images, name))
-            pictures.append(f"![{name[:-4]}](docs/images/{name})")
+            pictures.append(f"![{name[:-4]}](images/{name})")
     return line + "\n\n" + table + "\n" + " ".join(pictures) + "\n"
 
 
@@ -85,6 +85,19 @@ def per_seed_section(folder: str) -> str:
             f"{run.train_time_s:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_one_epoch_doc(folder: str, doc: str, command: str) -> None:
+    """Rewrite the ``reference`` block of the 1-epoch comparison's page ``doc`` from ``folder``;
+    its plots go to ``images/`` next to it."""
+    images = os.path.join(os.path.dirname(os.path.abspath(doc)), "images")
+    section = compare_section(folder, images, command)
+    section += "\nEvery run:\n\n" + per_seed_section(folder)
+    with open(doc, encoding="utf-8") as f:
+        text = replace_section(f.read(), "reference", section, doc)
+    with open(doc, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"updated {doc}")
 
 
 def _leaf_configs(folder: str, ext: str = ".yaml") -> list:
@@ -194,7 +207,7 @@ def main() -> None:
         default="bash benchmarks/reference_comparison.sh",
         help="the command that trained --compare's runs (named in the sections' first line)",
     )
-    parser.add_argument("--reference-doc", default="docs/one_epoch_comparison.md")
+    parser.add_argument("--one-epoch", default="docs/one_epoch_comparison.md", help="its page")
     parser.add_argument("--bench", default="output/bench_necks")
     parser.add_argument("--bench-train", default="output/bench_train")
     parser.add_argument("--configs", default="configs", help="the folder the configs block lists")
@@ -203,19 +216,8 @@ def main() -> None:
         text = f.read()
     text = replace_section(text, "configs", configs_section(args.configs))
     text = replace_section(text, "options", option_tables())
-    if os.path.isfile(os.path.join(args.compare, "table.md")):
-        images = os.path.join(os.path.dirname(os.path.abspath(args.readme)), "docs", "images")
-        section = compare_section(args.compare, images, args.compare_command)
-        text = replace_section(text, "compare", section)
-        if os.path.isfile(args.reference_doc):
-            with open(args.reference_doc, encoding="utf-8") as f:
-                doc = f.read()
-            # the doc sits in docs/: its images are in images/
-            doc_section = section.replace("](docs/images/", "](images/")
-            doc_section += "\nEvery run:\n\n" + per_seed_section(args.compare)
-            with open(args.reference_doc, "w", encoding="utf-8") as f:
-                f.write(replace_section(doc, "reference", doc_section, args.reference_doc))
-            print(f"updated {args.reference_doc}")
+    if os.path.isfile(os.path.join(args.compare, "table.md")) and os.path.isfile(args.one_epoch):
+        write_one_epoch_doc(args.compare, args.one_epoch, args.compare_command)
     if os.path.isfile(os.path.join(args.bench, "results.json")):
         text = replace_section(text, "bench", bench_section(args.bench))
     if all(os.path.isfile(os.path.join(args.bench_train, f)) for f in ("table.md", "results.json")):
