@@ -356,15 +356,21 @@ PAGE = PAGE_BEFORE + "a stale block\n" + PAGE_AFTER
 PICTURE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 
+def reported_block(tool, out, path, option: str, before: str, after: str) -> str:
+    """The block of the file ``path`` (``before`` + a stale block + ``after``) after ``--report``
+    with ``option`` ``path``; the text around it is kept."""
+    path.write_text(before + "stale\n" + after, encoding="utf-8")
+    tool.main(["--out", str(out), "--schedule", str(S), "--report", option, str(path)])
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(before) and text.endswith(after)
+    return text[len(before) : -len(after)]
+
+
 def test_the_report_rewrites_the_block_of_the_page_with_links_relative_to_it(tool, tmp_path):
     out, page = tmp_path / "docs" / "reference", tmp_path / "docs" / "page.md"
     for seed in (1, 2):
         write_run(out, "faster_rcnn", "fpn", seed, S, FPN_BY_SEED[seed], 20.0)
-    page.write_text(PAGE, encoding="utf-8")
-    tool.main(["--out", str(out), "--schedule", str(S), "--report", "--page", str(page)])
-    text = page.read_text(encoding="utf-8")
-    assert text.startswith(PAGE_BEFORE) and text.endswith(PAGE_AFTER)
-    block = text[len(PAGE_BEFORE) : -len(PAGE_AFTER)]
+    block = reported_block(tool, out, page, "--page", PAGE_BEFORE, PAGE_AFTER)
     assert block.startswith(
         f"Generated from runs at commit `{'a' * 12}` (2 runs) by `make reference`, then "
         "`python tools/reference.py --report`"
@@ -428,11 +434,7 @@ def test_the_report_rewrites_readmes_tables_at_s_from_the_records(tool, tmp_path
     for seed in (1, 2):
         write_run(out, "faster_rcnn", "fpn", seed, S, FPN_BY_SEED[seed], 20.0)
         write_run(out, "faster_rcnn", "bifpn", seed, S, FPN_BY_SEED[seed] - 3.0, 19.0)
-    readme.write_text(README, encoding="utf-8")
-    tool.main(["--out", str(out), "--schedule", str(S), "--report", "--readme", str(readme)])
-    text = readme.read_text(encoding="utf-8")
-    assert text.startswith(README_BEFORE) and text.endswith(README_AFTER)
-    block = text[len(README_BEFORE) : -len(README_AFTER)]
+    block = reported_block(tool, out, readme, "--readme", README_BEFORE, README_AFTER)
     assert block.startswith(
         f"Generated from runs at commit `{'a' * 12}` (4 runs) by `make reference`"
     )
