@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 
+from fpn_variants import add_fpn_variants_config
 from fpn_variants import model_zoo as mz
+from fpn_variants.model_zoo import table as mz_table
 from fpn_variants.model_zoo.packaging import git_commit
 
 from .utils import make_cfg
@@ -394,3 +396,11 @@ def test_committed_model_zoo_md_is_generated_from_the_committed_manifest():
     detectors = ("Faster R-CNN", "RetinaNet", "Mask R-CNN")
     necks = ("FPN", "PANet", "BiFPN", "NAS-FPN")
     assert cells == {(d, n) for d in detectors for n in necks}
+
+
+@pytest.mark.parametrize("neck, norm", [("FPN", "none"), ("BiFPN", "GN"), ("NASFPN", "GN")])
+def test_common_settings_give_the_norm_the_neck_reads(neck, norm):
+    """BiFPN's and NAS-FPN's norm is their own key (MODEL.BIFPN.NORM, ...), not MODEL.FPN.NORM."""
+    cfg = add_fpn_variants_config(get_cfg())
+    cfg.merge_from_file(str(REPO / "configs" / "Synthetic" / f"faster_rcnn_R18_{neck}.yaml"))
+    assert mz_table._neck(cfg, {}) == f"64 channels, norm {norm}"

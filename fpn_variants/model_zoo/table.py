@@ -8,6 +8,7 @@ from detectron2.config import CfgNode
 
 from ..io import atomic_write_text
 from ..provenance import provenance_line
+from ..registry import ALL_BUILDERS
 from .loading import get_config
 from .manifest import (
     REPO_ROOT,
@@ -93,7 +94,11 @@ def _batch_size(cfg: CfgNode, entry: Mapping[str, Any]) -> str:
 
 
 def _neck(cfg: CfgNode, entry: Mapping[str, Any]) -> str:
-    return f"{cfg.MODEL.FPN.OUT_CHANNELS} channels, norm {cfg.MODEL.FPN.NORM or 'none'}"
+    """Width and norm as the neck reads them (BiFPN's and NAS-FPN's norm is their own key)."""
+    neck = ALL_BUILDERS.get(cfg.MODEL.BACKBONE.NAME)
+    options = neck.options_from_config(cfg) if neck else {}
+    channels = options.get("out_channels", cfg.MODEL.FPN.OUT_CHANNELS)
+    return f"{channels} channels, norm {options.get('norm', cfg.MODEL.FPN.NORM) or 'none'}"
 
 
 def _data(cfg: CfgNode, entry: Mapping[str, Any]) -> str:
