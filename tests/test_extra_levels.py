@@ -16,9 +16,11 @@ from fpn_variants.config import check_config
 
 from .utils import POOLING_NECKS, make_cfg
 
-ZOO_CONFIGS = sorted(
-    glob.glob(os.path.join(os.path.dirname(__file__), "..", "model_zoo", "configs", "*.yaml"))
-)
+HERE = os.path.dirname(__file__)
+# Full config dumps of model zoo releases written with MODEL.FPN.TOP_BLOCK (before issue 23
+# rebuilt the zoo), kept as they were; and the configs of today's releases.
+OLD_ZOO_CONFIGS = sorted(glob.glob(os.path.join(HERE, "data", "zoo_configs_before_issue_23", "*")))
+ZOO_CONFIGS = sorted(glob.glob(os.path.join(HERE, "..", "model_zoo", "configs", "*.yaml")))
 POOLED = POOLING_NECKS
 NORM_TYPES = (torch.nn.BatchNorm2d, torch.nn.GroupNorm)
 
@@ -139,22 +141,36 @@ def test_top_block_contradicting_the_new_keys_says_what_to_change():
     check_config(cfg)
 
 
-@pytest.mark.parametrize("path", ZOO_CONFIGS, ids=os.path.basename)
-def test_the_model_zoo_configs_written_with_top_block_build_as_before(path):
-    """The committed model zoo configs (full dumps, MODEL.FPN.TOP_BLOCK and MODEL.FPN.NORM, no
-    new keys) merge and build the neck they were trained with."""
+def _zoo_neck(path: str):
+    """The config of a model zoo release, checked, and its neck built (levels checked)."""
     cfg = fpn_variants.add_fpn_variants_config(get_cfg())
     cfg.merge_from_file(path)
     cfg.MODEL.DEVICE = "cpu"
-    assert cfg.MODEL.FPN.TOP_BLOCK in ("maxpool", "p6p7")
     check_config(cfg)
     neck = build_backbone(cfg)
-    levels = (
-        ["p3", "p4", "p5", "p6", "p7"] if "retinanet" in path else ["p2", "p3", "p4", "p5", "p6"]
-    )
+    levels = [f"p{level}" for level in (range(3, 8) if "retinanet" in path else range(2, 7))]
     assert list(neck.output_shape()) == levels
+    return cfg, neck
+
+
+@pytest.mark.parametrize("path", OLD_ZOO_CONFIGS, ids=os.path.basename)
+def test_model_zoo_configs_written_with_top_block_build_as_before(path):
+    """Model zoo configs of earlier releases (full dumps, MODEL.FPN.TOP_BLOCK and MODEL.FPN.NORM,
+    no new keys) merge and build the neck they were trained with."""
+    cfg, neck = _zoo_neck(path)
+    assert cfg.MODEL.FPN.TOP_BLOCK in ("maxpool", "p6p7")
     expected = {"BN": {torch.nn.BatchNorm2d}, "": set()}[cfg.MODEL.FPN.NORM]
     assert _neck_norms(neck) == expected
+
+
+@pytest.mark.parametrize("path", ZOO_CONFIGS, ids=os.path.basename)
+def test_the_model_zoo_configs_build_their_neck_with_its_levels_and_norm(path):
+    """Today's releases' configs (the new keys): the paper necks without a norm, BiFPN and
+    NAS-FPN with the group norm of the CPU configs."""
+    cfg, neck = _zoo_neck(path)
+    assert cfg.MODEL.FPN.TOP_BLOCK is None
+    deep = "BiFPN" in path or "NASFPN" in path
+    assert _neck_norms(neck) == ({torch.nn.GroupNorm} if deep else set())
 
 
 @pytest.mark.parametrize(
