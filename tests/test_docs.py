@@ -344,9 +344,9 @@ def test_the_reference_blocks_are_the_ones_its_committed_records_make(tmp_path):
         ),
     }
     for (path, name), lines in expected.items():
-        block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", _read(path), re.S)
-        assert block, f"{path} has no {name} block"
-        written, made = block.group(1).rstrip("\n"), "\n".join(lines).rstrip("\n")
+        blocks = dict(SECTION.findall(_read(path)))
+        assert name in blocks, f"{path} has no {name} block"
+        written, made = blocks[name].rstrip("\n"), "\n".join(lines).rstrip("\n")
         page_commit = re.compile(r" \(page written at commit `[0-9a-f]+(-dirty)?`\)")
         assert page_commit.sub("", written) == page_commit.sub(
             "", made
